@@ -1,0 +1,162 @@
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+
+use super::Context;
+use crate::{Error, ErrorKind};
+
+/// An id supplied by the embedding program: a tab, a worker, a request, a
+/// tenant. See [`enter_host_context`].
+///
+/// # Examples
+///
+/// ```
+/// use aioloop::HostId;
+/// assert_eq!(HostId::from(7).as_u64(), 7);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostId(u64);
+
+impl HostId {
+    /// The number behind the id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aioloop::HostId::from(3).as_u64(), 3);
+    /// ```
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<u64> for HostId {
+    fn from(id: u64) -> HostId {
+        HostId(id)
+    }
+}
+
+impl fmt::Debug for HostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HostId({})", self.0)
+    }
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<HostId>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `id` the current host context of this thread until the guard drops.
+///
+/// Guards nest: dropping one restores the context that was current when it
+/// was made (and discards any inner ones still alive).
+///
+/// # Examples
+///
+/// ```
+/// use aioloop::{enter_host_context, Context, HostContext, HostId};
+///
+/// assert!(HostContext.current_id().is_err());
+/// {
+///     let _outer = enter_host_context(1);
+///     {
+///         let _inner = enter_host_context(2);
+///         assert_eq!(HostContext.current_id().unwrap(), HostId::from(2));
+///     }
+///     assert_eq!(HostContext.current_id().unwrap(), HostId::from(1));
+/// }
+/// assert!(HostContext.current_id().is_err());
+/// ```
+pub fn enter_host_context(id: impl Into<HostId>) -> HostContextGuard {
+    let id = id.into();
+    let depth = STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        s.push(id);
+        s.len()
+    });
+    HostContextGuard {
+        depth,
+        id,
+        _not_send: PhantomData,
+    }
+}
+
+/// Returned by [`enter_host_context`]; leaving the context happens on drop.
+#[must_use = "the host context is left as soon as the guard is dropped"]
+pub struct HostContextGuard {
+    depth: usize,
+    id: HostId,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl HostContextGuard {
+    /// The id this guard entered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let g = aioloop::enter_host_context(9);
+    /// assert_eq!(g.id().as_u64(), 9);
+    /// ```
+    pub fn id(&self) -> HostId {
+        self.id
+    }
+}
+
+impl fmt::Debug for HostContextGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostContextGuard")
+            .field("id", &self.id)
+            .field("depth", &self.depth)
+            .finish()
+    }
+}
+
+impl Drop for HostContextGuard {
+    fn drop(&mut self) {
+        let depth = self.depth;
+        let _ = STACK.try_with(|s| s.borrow_mut().truncate(depth - 1));
+    }
+}
+
+/// Loops keyed by the [`HostId`] the embedding program entered with
+/// [`enter_host_context`].
+///
+/// # Examples
+///
+/// ```
+/// use aioloop::{enter_host_context, ContextPolicy, EventLoopPolicy, HostContext};
+///
+/// let policy = ContextPolicy::new(HostContext);
+/// let lp = policy.new_event_loop().unwrap();
+/// {
+///     let _tab = enter_host_context(1);
+///     policy.set_event_loop(Some(lp.clone())).unwrap();
+///     assert_eq!(policy.get_event_loop().unwrap(), lp);
+/// }
+/// let _other = enter_host_context(2);
+/// assert!(policy.get_event_loop().is_err());
+/// # lp.close().unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostContext;
+
+impl Context for HostContext {
+    type Id = HostId;
+
+    fn current_id(&self) -> Result<HostId, Error> {
+        STACK
+            .with(|s| s.borrow().last().copied())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NoContext,
+                    "no host context is entered on this thread: call \
+                     aioloop::enter_host_context(id) and keep the guard alive while you use the policy",
+                )
+            })
+    }
+
+    fn describe(&self, id: &HostId) -> String {
+        format!("host context {}", id.0)
+    }
+}

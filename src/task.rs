@@ -1,0 +1,363 @@
+//! Tasks: [`Task`], cancellation, panics.
+//!
+//! A task is one `async-task` allocation holding the user's future inside a
+//! small wrapper ([`TaskFuture`]) that sets the task context while polling,
+//! contains panics, and honours cancellation. The loop keeps one slab entry
+//! per live task (its waker and cancel flag) so that `cancel()` and
+//! `cancel_all_tasks()` can reach a task that is waiting on something else.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::event_loop::{ExceptionContext, Inner, Ready};
+use crate::{Error, ErrorKind, EventLoop, TaskContextId};
+
+pub(crate) type Runnable = async_task::Runnable<()>;
+
+/// What the loop knows about one live task.
+pub(crate) struct TaskEntry {
+    pub(crate) waker: Option<Waker>,
+    pub(crate) cancel_requested: bool,
+    /// The [`Task`] handle was dropped: nobody will read the result.
+    detached: bool,
+    location: &'static Location<'static>,
+}
+
+pin_project_lite::pin_project! {
+    /// The future async-task runs: the user's future plus bookkeeping.
+    struct TaskFuture<F> {
+        #[pin]
+        fut: Option<F>,
+        key: usize,
+        lp: Rc<Inner>,
+        ctx: TaskContextId,
+    }
+
+    impl<F> PinnedDrop for TaskFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if this.fut.is_some() {
+                // Dropped before finishing (the loop closed): forget the entry.
+                let _ = this.lp.tasks.try_borrow_mut().map(|mut t| t.try_remove(*this.key));
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for TaskFuture<F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let key = *this.key;
+        let _ctx = crate::context::enter_task_context(*this.ctx);
+        if this.lp.tasks.borrow()[key].cancel_requested {
+            return Poll::Ready(finish(this.fut, this.lp, key, Err(Error::cancelled())));
+        }
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            // Unreachable: a finished task is never polled again by async-task.
+            return Poll::Ready(Err(Error::new(
+                ErrorKind::Closed,
+                "task polled after completion",
+            )));
+        };
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(finish(this.fut, this.lp, key, Ok(v))),
+            Ok(Poll::Pending) => {
+                let mut tasks = this.lp.tasks.borrow_mut();
+                let entry = &mut tasks[key];
+                if entry.cancel_requested {
+                    // Cancelled while it ran (for example by itself).
+                    drop(tasks);
+                    return Poll::Ready(finish(this.fut, this.lp, key, Err(Error::cancelled())));
+                }
+                match &entry.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => entry.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            Err(payload) => {
+                let err = Error::from_panic("a task", &*payload);
+                drop(payload);
+                Poll::Ready(finish(this.fut, this.lp, key, Err(err)))
+            }
+        }
+    }
+}
+
+/// Drops the user's future (containing a panic in its destructor), removes the
+/// task's entry and reports an error nobody will read.
+fn finish<F: Future>(
+    mut fut: Pin<&mut Option<F>>,
+    lp: &Rc<Inner>,
+    key: usize,
+    mut result: Result<F::Output, Error>,
+) -> Result<F::Output, Error> {
+    if fut.is_some() {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
+            let err = Error::from_panic("dropping a task's future", &*p);
+            result = Err(err);
+        }
+    }
+    let entry = lp.tasks.borrow_mut().try_remove(key);
+    if let (Err(err), Some(entry)) = (&result, entry) {
+        if entry.detached && !err.is_cancelled() {
+            let lp = EventLoop { inner: lp.clone() };
+            report_unobserved(&lp, err.clone(), Some(entry.location));
+        }
+    }
+    result
+}
+
+fn report_unobserved(lp: &EventLoop, err: Error, location: Option<&'static Location<'static>>) {
+    let mut ctx = ExceptionContext::new("Task exception was never retrieved").with_error(err);
+    if let (true, Some(location)) = (lp.get_debug(), location) {
+        ctx = ctx.with_location(location);
+    }
+    lp.call_exception_handler(&ctx);
+}
+
+pub(crate) fn spawn<F: Future + 'static>(
+    lp: &EventLoop,
+    fut: F,
+    ctx: TaskContextId,
+    location: &'static Location<'static>,
+) -> Task<F::Output> {
+    let inner = &lp.inner;
+    let key = inner.tasks.borrow_mut().insert(TaskEntry {
+        waker: None,
+        cancel_requested: false,
+        detached: false,
+        location,
+    });
+    let wrapper = TaskFuture {
+        fut: Some(fut),
+        key,
+        lp: inner.clone(),
+        ctx,
+    };
+    let remote = inner.remote.clone();
+    let (runnable, task) = async_task::spawn_local(wrapper, move |r| {
+        crate::event_loop::schedule_task(&remote, r)
+    });
+    if inner.is_closed() {
+        // Never runs: dropping the runnable drops the future and its entry;
+        // the handle then resolves to `Closed`.
+        drop(runnable);
+    } else {
+        inner.ready.borrow_mut().push_back(Ready::Task(runnable));
+    }
+    Task {
+        raw: Some(task.fallible()),
+        key,
+        lp: lp.clone(),
+        _not_send: PhantomData,
+    }
+}
+
+/// A handle to a task created with
+/// [`EventLoop::create_task`](crate::EventLoop::create_task).
+///
+/// It is a future of `Result<T, Error>`: `Ok` with the task's output,
+/// [`ErrorKind::Cancelled`] when it was cancelled, [`ErrorKind::Panicked`] when
+/// it panicked, [`ErrorKind::Closed`] when its loop closed first.
+///
+/// Dropping the handle detaches the task: it keeps running. If a detached
+/// task then fails (a panic), the error goes to the loop's exception handler
+/// ("Task exception was never retrieved"), as it does when a handle whose
+/// task failed is dropped without being awaited.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let lp = aioloop::EventLoop::new().unwrap();
+/// let t = lp.create_task(async {
+///     aioloop::sleep(Duration::from_secs(3600)).await;
+/// });
+/// assert!(!t.done());
+/// assert!(t.cancel());
+/// let r = lp.run_until_complete(t).unwrap();
+/// assert!(r.unwrap_err().is_cancelled());
+/// lp.close().unwrap();
+/// ```
+#[must_use = "a dropped Task keeps running detached; bind it to `_task` or call `.detach()` to say so"]
+pub struct Task<T> {
+    raw: Option<async_task::FallibleTask<Result<T, Error>>>,
+    key: usize,
+    lp: EventLoop,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T> Task<T> {
+    /// Requests cancellation (`Task.cancel()`): at its next step the task's
+    /// future is dropped and the task ends with [`ErrorKind::Cancelled`]. A
+    /// task that has not started yet never runs. Returns `false` if the task
+    /// is already done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { unreachable!("cancelled before it starts") });
+    /// assert!(t.cancel());
+    /// assert!(lp.run_until_complete(t).unwrap().unwrap_err().is_cancelled());
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let Some(raw) = &self.raw else { return false };
+        if raw.is_finished() {
+            return false;
+        }
+        let waker = {
+            let mut tasks = self.lp.inner.tasks.borrow_mut();
+            match tasks.get_mut(self.key) {
+                Some(entry) => {
+                    entry.cancel_requested = true;
+                    entry.waker.take()
+                }
+                None => return false,
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Whether the task has finished (with a value, an error or a
+    /// cancellation).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {});
+    /// assert!(!t.done());
+    /// lp.run_until_complete(aioloop::yield_now()).unwrap();
+    /// assert!(t.done());
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn done(&self) -> bool {
+        self.raw.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Takes the result if the task is done, without a loop (`Task.result()`).
+    /// Returns `None` while the task runs, or after the result was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let mut t = lp.create_task(async { 5 });
+    /// assert!(t.try_result().is_none());
+    /// lp.run_until_complete(aioloop::yield_now()).unwrap();
+    /// assert_eq!(t.try_result().unwrap().unwrap(), 5);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn try_result(&mut self) -> Option<Result<T, Error>> {
+        let raw = self.raw.as_mut()?;
+        if !raw.is_finished() {
+            return None;
+        }
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match Pin::new(raw).poll(&mut cx) {
+            Poll::Ready(r) => {
+                self.raw = None;
+                Some(r.unwrap_or_else(|| Err(closed_before_done())))
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    /// Drops the handle on purpose: the task keeps running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// lp.create_task(async {}).detach();
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn detach(self) {}
+
+    /// The loop the task runs on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async {});
+    /// assert_eq!(t.get_loop(), &lp);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn get_loop(&self) -> &EventLoop {
+        &self.lp
+    }
+}
+
+fn closed_before_done() -> Error {
+    Error::new(
+        ErrorKind::Closed,
+        "the task's event loop was closed before the task finished",
+    )
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        let Some(raw) = self.raw.as_mut() else {
+            return Poll::Ready(Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the task's result was already taken: a Task resolves once",
+            )));
+        };
+        match Pin::new(raw).poll(cx) {
+            Poll::Ready(r) => {
+                self.raw = None;
+                Poll::Ready(r.unwrap_or_else(|| Err(closed_before_done())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        let Some(raw) = self.raw.take() else { return };
+        if raw.is_finished() {
+            // Finished and never awaited: report a failure nobody saw.
+            let mut raw = raw;
+            let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+            if let Poll::Ready(Some(Err(err))) = Pin::new(&mut raw).poll(&mut cx) {
+                if err.is_panic() {
+                    report_unobserved(&self.lp, err, None);
+                }
+            }
+            return;
+        }
+        if let Ok(mut tasks) = self.lp.inner.tasks.try_borrow_mut() {
+            if let Some(entry) = tasks.get_mut(self.key) {
+                entry.detached = true;
+            }
+        }
+        raw.detach();
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("done", &self.done())
+            .field("key", &self.key)
+            .finish()
+    }
+}
