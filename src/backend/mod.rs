@@ -94,12 +94,15 @@ impl fmt::Display for Backend {
 }
 
 /// What the driver wants to hear about for one registration.
+// Registrations are Unix-only (raw fds) until the Windows backends land.
+#[cfg_attr(not(unix), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Interest {
     pub(crate) read: bool,
     pub(crate) write: bool,
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 impl Interest {
     pub(crate) fn is_empty(self) -> bool {
         !self.read && !self.write
@@ -107,6 +110,7 @@ impl Interest {
 }
 
 /// One readiness report from [`Driver::poll`].
+#[cfg_attr(not(unix), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Event {
     pub(crate) token: usize,

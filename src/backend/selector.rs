@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Backend, Event, Interest};
+use super::{Backend, Event};
 
 /// The token `mio` reports for a notifier wake-up; never a slab key.
 const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
@@ -74,6 +74,7 @@ impl Driver {
 #[cfg(unix)]
 mod fd {
     use super::*;
+    use crate::backend::Interest;
     use mio::unix::SourceFd;
     use std::os::unix::io::RawFd;
 

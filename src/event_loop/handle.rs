@@ -34,7 +34,7 @@ pub(crate) struct Once<F> {
 }
 
 impl<F: FnOnce() + 'static> Once<F> {
-    pub(crate) fn new(f: F, location: &'static Location<'static>) -> Rc<dyn Callback> {
+    pub(crate) fn boxed(f: F, location: &'static Location<'static>) -> Rc<dyn Callback> {
         Rc::new(Once {
             state: Cell::new(PENDING),
             f: Cell::new(Some(f)),
@@ -74,12 +74,14 @@ impl<F: FnOnce()> Callback for Once<F> {
 }
 
 /// A callback that may run many times (readiness callbacks).
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) struct Repeating {
     cancelled: Cell<bool>,
     f: RefCell<Box<dyn FnMut()>>,
     location: &'static Location<'static>,
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 impl Repeating {
     pub(crate) fn new(f: Box<dyn FnMut()>, location: &'static Location<'static>) -> Rc<Repeating> {
         Rc::new(Repeating {

@@ -350,7 +350,7 @@ impl EventLoop {
     #[track_caller]
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<Handle, Error> {
         self.check_open()?;
-        let cb = Once::new(f, Location::caller());
+        let cb = Once::boxed(f, Location::caller());
         self.inner
             .ready
             .borrow_mut()
@@ -406,7 +406,7 @@ impl EventLoop {
     #[track_caller]
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> Result<TimerHandle, Error> {
         self.check_open()?;
-        let cb = Once::new(f, Location::caller());
+        let cb = Once::boxed(f, Location::caller());
         self.inner.timers.borrow_mut().push(when, cb.clone());
         Ok(TimerHandle {
             cb,

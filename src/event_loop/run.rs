@@ -350,7 +350,7 @@ impl EventLoop {
         for item in items {
             match item {
                 RemoteItem::Callback(f) => ready.push_back(Ready::Callback(
-                    super::handle::Once::new(f, Location::caller()),
+                    super::handle::Once::boxed(f, Location::caller()),
                 )),
                 RemoteItem::Task(r) => ready.push_back(Ready::Task(r)),
                 RemoteItem::Main => ready.push_back(Ready::Main),
