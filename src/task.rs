@@ -43,7 +43,19 @@ pin_project_lite::pin_project! {
             let this = this.project();
             if this.fut.is_some() {
                 // Dropped before finishing (the loop closed): forget the entry.
-                let _ = this.lp.tasks.try_borrow_mut().map(|mut t| t.try_remove(*this.key));
+                let entry = this
+                    .lp
+                    .tasks
+                    .try_borrow_mut()
+                    .ok()
+                    .and_then(|mut t| t.try_remove(*this.key));
+                if let (Some(entry), true) = (entry, this.lp.debug.get()) {
+                    let lp = EventLoop { inner: this.lp.clone() };
+                    lp.call_exception_handler(
+                        &ExceptionContext::new("Task was destroyed but it is pending")
+                            .with_location(entry.location),
+                    );
+                }
             }
         }
     }

@@ -189,10 +189,15 @@ impl EventLoop {
                 };
                 if let Err(e) = res {
                     let entry = &mut io.entries[token];
-                    match dir {
-                        Dir::Read => entry.reader = old,
-                        Dir::Write => entry.writer = old,
-                    }
+                    let slot = match dir {
+                        Dir::Read => &mut entry.reader,
+                        Dir::Write => &mut entry.writer,
+                    };
+                    let rejected = std::mem::replace(slot, old);
+                    drop(driver);
+                    drop(io);
+                    // Dropped outside the borrows: it may run user code.
+                    drop(rejected);
                     return Err(Error::io(format_args!("{what}(fd {fd})"), e));
                 }
                 old
@@ -209,9 +214,12 @@ impl EventLoop {
                     Dir::Read => fe.reader = Some(cb),
                     Dir::Write => fe.writer = Some(cb),
                 }
-                driver
-                    .register(fd, token, fe.interest())
-                    .map_err(|e| Error::io(format_args!("{what}(fd {fd})"), e))?;
+                if let Err(e) = driver.register(fd, token, fe.interest()) {
+                    drop(driver);
+                    drop(io);
+                    drop(fe);
+                    return Err(Error::io(format_args!("{what}(fd {fd})"), e));
+                }
                 entry.insert(fe);
                 io.by_fd.insert(fd, token);
                 None

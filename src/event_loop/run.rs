@@ -16,6 +16,10 @@ use super::threadsafe::{Remote, RemoteItem};
 use super::{EventLoop, ExceptionContext, Inner, Ready};
 use crate::{Error, ErrorKind};
 
+/// While callbacks are ready, the backend is polled (without blocking) once
+/// every this many iterations (tokio uses 61 ticks for the same purpose).
+const POLL_INTERVAL: u32 = 61;
+
 thread_local! {
     /// The loop running on this thread, if any.
     static RUNNING: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
@@ -233,26 +237,37 @@ impl EventLoop {
     /// callbacks queued so far.
     fn run_once(&self, main: &mut dyn FnMut()) {
         let inner = &*self.inner;
-        let timeout = if inner.stopping.get()
-            || !inner.ready.borrow().is_empty()
-            || inner.remote.has_pending()
-        {
-            Some(Duration::ZERO)
+        let busy = inner.stopping.get() || !inner.ready.borrow().is_empty();
+        if busy {
+            // Work is ready, so the backend would be asked not to block: that
+            // syscall finds nothing most of the time. Ask only every
+            // POLL_INTERVAL busy iterations, which bounds how long I/O waits.
+            let n = inner.busy_iterations.get() + 1;
+            if n >= POLL_INTERVAL {
+                inner.busy_iterations.set(0);
+                self.poll_backend(Some(Duration::ZERO));
+            } else {
+                inner.busy_iterations.set(n);
+            }
         } else {
-            inner
-                .timers
-                .borrow_mut()
-                .next_deadline()
-                .map(|when| when.saturating_duration_since(Instant::now()))
-        };
-
-        self.poll_backend(timeout);
+            inner.busy_iterations.set(0);
+            let timeout = if inner.remote.has_pending() {
+                Some(Duration::ZERO)
+            } else {
+                inner
+                    .timers
+                    .borrow_mut()
+                    .next_deadline()
+                    .map(|when| when.saturating_duration_since(Instant::now()))
+            };
+            self.poll_backend(timeout);
+        }
         self.drain_remote();
 
-        let now = Instant::now();
         {
             let mut timers = inner.timers.borrow_mut();
             if timers.len() > 0 {
+                let now = Instant::now();
                 let mut ready = inner.ready.borrow_mut();
                 timers.pop_due(now, |cb| ready.push_back(Ready::Callback(cb)));
             }
