@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! struct Driver                       owned by one EventLoop, never shared
-//!     fn new() -> io::Result<Driver>
+//!     fn new(backend: Backend) -> io::Result<Driver>   a resolved backend
 //!     fn kind(&self) -> Backend        the concrete backend (never Auto)
 //!     fn notifier(&self) -> Arc<Notifier>
 //!     fn poll(&mut self, timeout: Option<Duration>, events: &mut Vec<Event>)
@@ -47,6 +47,9 @@
 //! cancel's completion arrives.
 
 use std::fmt;
+use std::sync::OnceLock;
+
+use crate::{Error, ErrorKind};
 
 cfg_if::cfg_if! {
     if #[cfg(any(unix, windows))] {
@@ -60,6 +63,10 @@ cfg_if::cfg_if! {
 pub(crate) use sys::{Driver, Notifier};
 
 /// Which backend a loop waits in.
+///
+/// `Auto` picks the platform's default; the `AIOLOOP_BACKEND` environment
+/// variable (`selector`, `auto`), read once per process, overrides it so a
+/// whole test suite can be forced onto one backend.
 ///
 /// Pass it to [`LoopBuilder::backend`](crate::LoopBuilder::backend);
 /// [`EventLoop::backend`](crate::EventLoop::backend) reports the one a loop
@@ -93,6 +100,47 @@ impl fmt::Display for Backend {
     }
 }
 
+/// The environment variable that overrides [`Backend::Auto`].
+pub(crate) const BACKEND_ENV: &str = "AIOLOOP_BACKEND";
+
+impl Backend {
+    /// The concrete backend for a loop asked to use `self`.
+    ///
+    /// `Auto` honours `AIOLOOP_BACKEND` (read once per process), so a whole
+    /// test suite can be run against one backend without code changes.
+    pub(crate) fn resolve(self) -> Result<Backend, Error> {
+        match self {
+            Backend::Auto => {
+                static CHOICE: OnceLock<Result<Backend, Error>> = OnceLock::new();
+                CHOICE
+                    .get_or_init(|| match std::env::var(BACKEND_ENV) {
+                        Ok(v) => Backend::parse(&v),
+                        Err(_) => Ok(Backend::Selector),
+                    })
+                    .clone()
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn parse(value: &str) -> Result<Backend, Error> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" | "selector" => Ok(Backend::Selector),
+            "proactor" => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{BACKEND_ENV}=proactor: this build has no proactor backend (io_uring / IOCP) yet; \
+                     unset {BACKEND_ENV} or set it to `selector`"
+                ),
+            )),
+            other => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{BACKEND_ENV}={other:?} names no backend: use `selector` or `auto`"),
+            )),
+        }
+    }
+}
+
 /// What the driver wants to hear about for one registration.
 // Registrations are Unix-only (raw fds) until the Windows backends land.
 #[cfg_attr(not(unix), allow(dead_code))]
@@ -116,4 +164,27 @@ pub(crate) struct Event {
     pub(crate) token: usize,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_parse_to_backends_or_clear_errors() {
+        assert_eq!(Backend::parse("selector").unwrap(), Backend::Selector);
+        assert_eq!(Backend::parse(" Auto ").unwrap(), Backend::Selector);
+        assert_eq!(Backend::parse("").unwrap(), Backend::Selector);
+        let e = Backend::parse("proactor").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("selector"));
+        let e = Backend::parse("kqueue-please").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("AIOLOOP_BACKEND"));
+    }
+
+    #[test]
+    fn explicit_backends_ignore_the_environment() {
+        assert_eq!(Backend::Selector.resolve().unwrap(), Backend::Selector);
+    }
 }

@@ -26,7 +26,8 @@ impl Notifier {
 }
 
 impl Driver {
-    pub(crate) fn new() -> io::Result<Driver> {
+    pub(crate) fn new(backend: Backend) -> io::Result<Driver> {
+        debug_assert_eq!(backend, Backend::Selector);
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)?;
         Ok(Driver {

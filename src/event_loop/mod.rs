@@ -247,8 +247,9 @@ impl LoopBuilder {
                 .saturating_add(4)
                 .min(32),
         };
-        let driver =
-            Driver::new().map_err(|e| Error::io("could not start the event loop's backend", e))?;
+        let backend = self.backend.resolve()?;
+        let driver = Driver::new(backend)
+            .map_err(|e| Error::io(format_args!("could not start the {backend} backend"), e))?;
         let backend = driver.kind();
         let remote = Arc::new(Remote::new(driver.notifier()));
         Ok(EventLoop {
