@@ -455,3 +455,56 @@ impl Future for YieldNow {
 pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_loop::handle::Once;
+    use std::cell::RefCell;
+
+    fn recorder(log: &Rc<RefCell<Vec<u32>>>, n: u32) -> Rc<dyn Callback> {
+        let log = log.clone();
+        Once::boxed(move || log.borrow_mut().push(n), Location::caller())
+    }
+
+    #[test]
+    fn heap_pops_by_deadline_then_scheduling_order() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut heap = TimerHeap::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        heap.push(t0 + ms(3), recorder(&log, 3));
+        heap.push(t0 + ms(1), recorder(&log, 1));
+        heap.push(t0 + ms(2), recorder(&log, 20));
+        heap.push(t0 + ms(2), recorder(&log, 21));
+        heap.push(t0 + ms(2), recorder(&log, 22));
+        assert_eq!(heap.next_deadline(), Some(t0 + ms(1)));
+        heap.pop_due(t0 + ms(2), |cb| cb.run());
+        assert_eq!(*log.borrow(), [1, 20, 21, 22]);
+        heap.pop_due(t0 + ms(3), |cb| cb.run());
+        assert_eq!(*log.borrow(), [1, 20, 21, 22, 3]);
+        assert_eq!(heap.len(), 0);
+    }
+
+    #[test]
+    fn cancelled_entries_are_skipped_and_compacted() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut heap = TimerHeap::default();
+        let t0 = Instant::now();
+        let mut cbs = Vec::new();
+        for i in 0..1000 {
+            let cb = recorder(&log, i);
+            heap.push(t0 + Duration::from_micros(u64::from(i)), cb.clone());
+            cbs.push(cb);
+        }
+        for cb in cbs.iter().take(900) {
+            assert!(cb.cancel());
+            heap.note_cancelled();
+        }
+        // More than half cancelled in a large heap: compacted.
+        assert!(heap.len() < 1000, "heap was not compacted: {}", heap.len());
+        assert_eq!(heap.next_deadline(), Some(t0 + Duration::from_micros(900)));
+        heap.pop_due(t0 + Duration::from_secs(1), |cb| cb.run());
+        assert_eq!(*log.borrow(), (900..1000).collect::<Vec<_>>());
+    }
+}
