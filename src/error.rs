@@ -92,6 +92,8 @@ pub struct Error {
     kind: ErrorKind,
     message: Cow<'static, str>,
     source: Option<std::sync::Arc<io::Error>>,
+    /// Already given to an exception handler: do not report it again.
+    pub(crate) reported: bool,
 }
 
 impl Error {
@@ -109,6 +111,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            reported: false,
         }
     }
 
@@ -179,6 +182,7 @@ impl Error {
             kind: ErrorKind::Io,
             message: format!("{context}: {err}").into(),
             source: Some(std::sync::Arc::new(err)),
+            reported: false,
         }
     }
 

@@ -119,7 +119,10 @@ thread_local! {
 /// thread, since loops are single-threaded).
 ///
 /// Every instance has its own slots: two policies never see each other's
-/// loops.
+/// loops. Slots live in thread-local storage (a loop can only run on its own
+/// thread): dropping a policy clears the dropping thread's slots at once;
+/// loops it holds for other threads are released when those threads exit or
+/// clear them with `set_event_loop(None)`.
 ///
 /// # Examples
 ///

@@ -12,7 +12,7 @@ const EXECUTOR_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Rounds of "cancel what is left, let it unwind" before giving up.
 const CANCEL_ROUNDS: usize = 100;
 
-type LoopFactory = Box<dyn FnOnce() -> Result<EventLoop, Error>>;
+type LoopFactory = Box<dyn FnMut() -> Result<EventLoop, Error>>;
 
 /// Runs `main` on a new loop and closes it (`asyncio.run`).
 ///
@@ -109,8 +109,10 @@ impl Runner {
         }
     }
 
-    /// A runner whose loop is made by `factory`, called once, on first use.
-    /// Such a loop is not made current through the policy (as asyncio).
+    /// A runner whose loop is made by `factory`, called on first use and
+    /// never again once it succeeded (a factory that fails is tried again by
+    /// the next call). Such a loop is not made current through the policy
+    /// (as asyncio).
     ///
     /// # Examples
     ///
@@ -121,7 +123,7 @@ impl Runner {
     /// assert_eq!(r.get_loop().unwrap().backend(), Backend::Selector);
     /// ```
     pub fn with_loop_factory(
-        factory: impl FnOnce() -> Result<EventLoop, Error> + 'static,
+        factory: impl FnMut() -> Result<EventLoop, Error> + 'static,
     ) -> Runner {
         let mut runner = Runner::new();
         runner.factory = Some(Box::new(factory));
@@ -157,9 +159,16 @@ impl Runner {
         if let Some(lp) = &self.lp {
             return Ok(lp.clone());
         }
-        let lp = match self.factory.take() {
-            Some(factory) => factory()?,
+        let lp = match self.factory.as_mut() {
+            Some(factory) => {
+                let lp = factory()?;
+                self.factory = None;
+                lp
+            }
             None => {
+                // In the runner's own task context, where `run` polls `main`,
+                // so a policy keyed by TaskContext finds the loop there.
+                let _ctx = crate::context::enter_task_context(self.context);
                 let lp = crate::new_event_loop()?;
                 crate::set_event_loop(Some(lp.clone()))?;
                 self.set_event_loop = true;
@@ -247,6 +256,7 @@ impl Runner {
         };
         let result = shutdown(&lp, self.context);
         if self.set_event_loop {
+            let _ctx = crate::context::enter_task_context(self.context);
             let _ = crate::set_event_loop(None);
         }
         let closed = lp.close();
@@ -260,6 +270,7 @@ fn shutdown(lp: &EventLoop, ctx: TaskContextId) -> Result<(), Error> {
     if lp.is_closed() {
         return Ok(());
     }
+    lp.inner.shutting_down.set(true);
     let l2 = lp.clone();
     let cancelled = lp.run_main(
         async move {

@@ -118,17 +118,23 @@ fn finish<F: Future>(
         }
     }
     let entry = lp.tasks.borrow_mut().try_remove(key);
-    if let (Err(err), Some(entry)) = (&result, entry) {
-        if entry.detached && !err.is_cancelled() {
+    if let (Err(err), Some(entry)) = (&mut result, entry) {
+        if !err.is_cancelled() && (entry.detached || lp.shutting_down.get()) {
+            let message = if entry.detached {
+                "Task exception was never retrieved"
+            } else {
+                "unhandled panic in a task during aioloop::run() / Runner shutdown"
+            };
             let lp = EventLoop { inner: lp.clone() };
-            report_unobserved(&lp, err.clone(), Some(entry.location));
+            report(&lp, message, err.clone(), Some(entry.location));
+            err.reported = true;
         }
     }
     result
 }
 
-fn report_unobserved(lp: &EventLoop, err: Error, location: Option<&'static Location<'static>>) {
-    let mut ctx = ExceptionContext::new("Task exception was never retrieved").with_error(err);
+fn report(lp: &EventLoop, message: &str, err: Error, location: Option<&'static Location<'static>>) {
+    let mut ctx = ExceptionContext::new(message).with_error(err);
     if let (true, Some(location)) = (lp.get_debug(), location) {
         ctx = ctx.with_location(location);
     }
@@ -350,8 +356,8 @@ impl<T> Drop for Task<T> {
             let mut raw = raw;
             let mut cx = Context::from_waker(futures::task::noop_waker_ref());
             if let Poll::Ready(Some(Err(err))) = Pin::new(&mut raw).poll(&mut cx) {
-                if err.is_panic() {
-                    report_unobserved(&self.lp, err, None);
+                if err.is_panic() && !err.reported {
+                    report(&self.lp, "Task exception was never retrieved", err, None);
                 }
             }
             return;

@@ -464,7 +464,7 @@ mod tests {
 
     fn recorder(log: &Rc<RefCell<Vec<u32>>>, n: u32) -> Rc<dyn Callback> {
         let log = log.clone();
-        Once::boxed(move || log.borrow_mut().push(n), Location::caller())
+        Once::boxed(move || log.borrow_mut().push(n), None, Location::caller())
     }
 
     #[test]

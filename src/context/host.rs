@@ -1,4 +1,4 @@
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -43,13 +43,17 @@ impl fmt::Debug for HostId {
 }
 
 thread_local! {
-    static STACK: RefCell<Vec<HostId>> = const { RefCell::new(Vec::new()) };
+    /// Entered contexts, innermost last, each tagged with its guard's serial.
+    static STACK: RefCell<Vec<(u64, HostId)>> = const { RefCell::new(Vec::new()) };
+    static NEXT_SERIAL: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Makes `id` the current host context of this thread until the guard drops.
 ///
-/// Guards nest: dropping one restores the context that was current when it
-/// was made (and discards any inner ones still alive).
+/// Guards nest: dropping one leaves its own context, so with properly nested
+/// guards the context that was current before it comes back. A guard dropped
+/// out of order removes only its own entry; the innermost remaining guard's
+/// id stays current.
 ///
 /// # Examples
 ///
@@ -69,13 +73,14 @@ thread_local! {
 /// ```
 pub fn enter_host_context(id: impl Into<HostId>) -> HostContextGuard {
     let id = id.into();
-    let depth = STACK.with(|s| {
-        let mut s = s.borrow_mut();
-        s.push(id);
-        s.len()
+    let serial = NEXT_SERIAL.with(|n| {
+        let v = n.get();
+        n.set(v + 1);
+        v
     });
+    STACK.with(|s| s.borrow_mut().push((serial, id)));
     HostContextGuard {
-        depth,
+        serial,
         id,
         _not_send: PhantomData,
     }
@@ -84,7 +89,7 @@ pub fn enter_host_context(id: impl Into<HostId>) -> HostContextGuard {
 /// Returned by [`enter_host_context`]; leaving the context happens on drop.
 #[must_use = "the host context is left as soon as the guard is dropped"]
 pub struct HostContextGuard {
-    depth: usize,
+    serial: u64,
     id: HostId,
     _not_send: PhantomData<*const ()>,
 }
@@ -107,15 +112,20 @@ impl fmt::Debug for HostContextGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostContextGuard")
             .field("id", &self.id)
-            .field("depth", &self.depth)
+            .field("serial", &self.serial)
             .finish()
     }
 }
 
 impl Drop for HostContextGuard {
     fn drop(&mut self) {
-        let depth = self.depth;
-        let _ = STACK.try_with(|s| s.borrow_mut().truncate(depth - 1));
+        let serial = self.serial;
+        let _ = STACK.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some(pos) = s.iter().rposition(|(n, _)| *n == serial) {
+                s.remove(pos);
+            }
+        });
     }
 }
 
@@ -146,7 +156,7 @@ impl Context for HostContext {
 
     fn current_id(&self) -> Result<HostId, Error> {
         STACK
-            .with(|s| s.borrow().last().copied())
+            .with(|s| s.borrow().last().map(|(_, id)| *id))
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::NoContext,

@@ -22,7 +22,10 @@ pub use host::{enter_host_context, HostContext, HostContextGuard, HostId};
 pub use task::{TaskContext, TaskContextId};
 pub use thread::ThreadContext;
 
-pub(crate) use task::{current_id as current_task_context, enter as enter_task_context};
+pub(crate) use task::{
+    current_entered as entered_task_context, current_id as current_task_context,
+    enter as enter_task_context,
+};
 
 use std::fmt::Debug;
 use std::hash::Hash;

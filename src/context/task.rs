@@ -86,6 +86,13 @@ impl fmt::Debug for TaskContextId {
     }
 }
 
+/// The context entered by a running task or callback; `None` at the top of
+/// the thread (whose context is the root one).
+#[inline]
+pub(crate) fn current_entered() -> Option<TaskContextId> {
+    CURRENT.with(Cell::get)
+}
+
 pub(crate) fn current_id() -> TaskContextId {
     CURRENT.with(Cell::get).unwrap_or_else(|| {
         ROOT.with(|root| match root.get() {

@@ -8,6 +8,7 @@ use std::rc::{Rc, Weak};
 use std::time::Instant;
 
 use super::Inner;
+use crate::TaskContextId;
 
 /// A unit of work the loop can run: a one-shot callback, a repeating
 /// readiness callback, or a sleep's wake-up.
@@ -27,16 +28,24 @@ const DONE: u8 = 1;
 const CANCELLED: u8 = 2;
 
 /// A one-shot callback: one allocation holding state and closure.
+/// It runs in the task context it was scheduled from (`None`: the thread's
+/// root context), as asyncio runs a handle in the caller's `contextvars`.
 pub(crate) struct Once<F> {
     state: Cell<u8>,
+    ctx: Option<TaskContextId>,
     f: Cell<Option<F>>,
     location: &'static Location<'static>,
 }
 
 impl<F: FnOnce() + 'static> Once<F> {
-    pub(crate) fn boxed(f: F, location: &'static Location<'static>) -> Rc<dyn Callback> {
+    pub(crate) fn boxed(
+        f: F,
+        ctx: Option<TaskContextId>,
+        location: &'static Location<'static>,
+    ) -> Rc<dyn Callback> {
         Rc::new(Once {
             state: Cell::new(PENDING),
+            ctx,
             f: Cell::new(Some(f)),
             location,
         })
@@ -49,6 +58,7 @@ impl<F: FnOnce()> Callback for Once<F> {
         if self.state.get() == PENDING {
             self.state.set(DONE);
             if let Some(f) = self.f.take() {
+                let _ctx = self.ctx.map(crate::context::enter_task_context);
                 f();
             }
         }
@@ -77,15 +87,21 @@ impl<F: FnOnce()> Callback for Once<F> {
 #[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) struct Repeating {
     cancelled: Cell<bool>,
+    ctx: Option<TaskContextId>,
     f: RefCell<Box<dyn FnMut()>>,
     location: &'static Location<'static>,
 }
 
 #[cfg_attr(not(unix), allow(dead_code))]
 impl Repeating {
-    pub(crate) fn new(f: Box<dyn FnMut()>, location: &'static Location<'static>) -> Rc<Repeating> {
+    pub(crate) fn new(
+        f: Box<dyn FnMut()>,
+        ctx: Option<TaskContextId>,
+        location: &'static Location<'static>,
+    ) -> Rc<Repeating> {
         Rc::new(Repeating {
             cancelled: Cell::new(false),
+            ctx,
             f: RefCell::new(f),
             location,
         })
@@ -96,6 +112,7 @@ impl Callback for Repeating {
     fn run(&self) {
         if !self.cancelled.get() {
             if let Ok(mut f) = self.f.try_borrow_mut() {
+                let _ctx = self.ctx.map(crate::context::enter_task_context);
                 f();
             }
         }

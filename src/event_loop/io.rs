@@ -168,7 +168,7 @@ impl EventLoop {
                 format!("{what}: {fd} is not a file descriptor"),
             ));
         }
-        let cb = Repeating::new(f, location);
+        let cb = Repeating::new(f, crate::context::entered_task_context(), location);
         let mut io = self.inner.io.borrow_mut();
         let mut driver = self.inner.driver.borrow_mut();
         let old = match io.by_fd.get(&fd).copied() {

@@ -60,6 +60,9 @@ pub(crate) struct Inner {
     stopping: Cell<bool>,
     closed: Cell<bool>,
     pub(crate) debug: Cell<bool>,
+    /// Set while `run` / `Runner` cancel the leftovers: task failures are
+    /// reported even when a handle is still held (asyncio does the same).
+    pub(crate) shutting_down: Cell<bool>,
     slow_callback: Cell<Duration>,
     handler: RefCell<Option<ExceptionHandler>>,
     executor: RefCell<Option<Executor>>,
@@ -266,6 +269,7 @@ impl LoopBuilder {
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 debug: Cell::new(self.debug),
+                shutting_down: Cell::new(false),
                 slow_callback: Cell::new(self.slow_callback),
                 handler: RefCell::new(None),
                 executor: RefCell::new(None),
@@ -354,7 +358,11 @@ impl EventLoop {
     #[track_caller]
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<Handle, Error> {
         self.check_open()?;
-        let cb = Once::boxed(f, Location::caller());
+        let cb = Once::boxed(
+            f,
+            Some(crate::context::current_task_context()),
+            Location::caller(),
+        );
         self.inner
             .ready
             .borrow_mut()
@@ -410,7 +418,11 @@ impl EventLoop {
     #[track_caller]
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> Result<TimerHandle, Error> {
         self.check_open()?;
-        let cb = Once::boxed(f, Location::caller());
+        let cb = Once::boxed(
+            f,
+            Some(crate::context::current_task_context()),
+            Location::caller(),
+        );
         self.inner.timers.borrow_mut().push(when, cb.clone());
         Ok(TimerHandle {
             cb,

@@ -365,7 +365,7 @@ impl EventLoop {
         for item in items {
             match item {
                 RemoteItem::Callback(f) => ready.push_back(Ready::Callback(
-                    super::handle::Once::boxed(f, Location::caller()),
+                    super::handle::Once::boxed(f, None, Location::caller()),
                 )),
                 RemoteItem::Task(r) => ready.push_back(Ready::Task(r)),
                 RemoteItem::Main => ready.push_back(Ready::Main),
