@@ -360,7 +360,7 @@ impl EventLoop {
         self.check_open()?;
         let cb = Once::boxed(
             f,
-            Some(crate::context::current_task_context()),
+            crate::context::entered_task_context(),
             Location::caller(),
         );
         self.inner
@@ -420,7 +420,7 @@ impl EventLoop {
         self.check_open()?;
         let cb = Once::boxed(
             f,
-            Some(crate::context::current_task_context()),
+            crate::context::entered_task_context(),
             Location::caller(),
         );
         self.inner.timers.borrow_mut().push(when, cb.clone());
