@@ -79,7 +79,16 @@ impl<F: Future> Future for TaskFuture<F> {
             )));
         };
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(finish(this.fut, this.lp, key, Ok(v))),
+            Ok(Poll::Ready(v)) => {
+                // A cancel requested while this step ran wins, as in asyncio.
+                let cancelled = this.lp.tasks.borrow()[key].cancel_requested;
+                let result = if cancelled {
+                    Err(Error::cancelled())
+                } else {
+                    Ok(v)
+                };
+                Poll::Ready(finish(this.fut, this.lp, key, result))
+            }
             Ok(Poll::Pending) => {
                 let mut tasks = this.lp.tasks.borrow_mut();
                 let entry = &mut tasks[key];
@@ -174,6 +183,7 @@ pub(crate) fn spawn<F: Future + 'static>(
     Task {
         raw: Some(task.fallible()),
         key,
+        location,
         lp: lp.clone(),
         _not_send: PhantomData,
     }
@@ -210,6 +220,7 @@ pub(crate) fn spawn<F: Future + 'static>(
 pub struct Task<T> {
     raw: Option<async_task::FallibleTask<Result<T, Error>>>,
     key: usize,
+    location: &'static Location<'static>,
     lp: EventLoop,
     _not_send: PhantomData<*const ()>,
 }
@@ -357,7 +368,12 @@ impl<T> Drop for Task<T> {
             let mut cx = Context::from_waker(futures::task::noop_waker_ref());
             if let Poll::Ready(Some(Err(err))) = Pin::new(&mut raw).poll(&mut cx) {
                 if err.is_panic() && !err.reported {
-                    report(&self.lp, "Task exception was never retrieved", err, None);
+                    report(
+                        &self.lp,
+                        "Task exception was never retrieved",
+                        err,
+                        Some(self.location),
+                    );
                 }
             }
             return;

@@ -302,6 +302,10 @@ pub(crate) fn sleep_on(
 
 /// Sleeps for `delay` on the running loop (`asyncio.sleep`).
 ///
+/// The deadline is fixed when `sleep` is called, not when the future is
+/// first awaited (asyncio starts counting at the await; tokio, like us, at
+/// the call). The same holds for [`timeout`].
+///
 /// # Panics
 ///
 /// When polled outside a running aioloop loop; use [`EventLoop::sleep`] to

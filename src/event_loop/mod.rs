@@ -55,8 +55,8 @@ pub(crate) struct Inner {
     events: RefCell<Vec<Event>>,
     backend: Backend,
     running: Cell<bool>,
-    /// Iterations since the backend was last polled while work was ready.
-    busy_iterations: Cell<u32>,
+    /// Callbacks run since the backend was last polled.
+    run_since_poll: Cell<u32>,
     stopping: Cell<bool>,
     closed: Cell<bool>,
     pub(crate) debug: Cell<bool>,
@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     slow_callback: Cell<Duration>,
     handler: RefCell<Option<ExceptionHandler>>,
     executor: RefCell<Option<Executor>>,
+    /// `shutdown_default_executor` was called: no new pool is started.
+    executor_shut: Cell<bool>,
     executor_threads: usize,
     #[cfg(unix)]
     io: RefCell<io::IoRegistry>,
@@ -265,7 +267,7 @@ impl LoopBuilder {
                 events: RefCell::new(Vec::with_capacity(64)),
                 backend,
                 running: Cell::new(false),
-                busy_iterations: Cell::new(0),
+                run_since_poll: Cell::new(0),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 debug: Cell::new(self.debug),
@@ -273,6 +275,7 @@ impl LoopBuilder {
                 slow_callback: Cell::new(self.slow_callback),
                 handler: RefCell::new(None),
                 executor: RefCell::new(None),
+                executor_shut: Cell::new(false),
                 executor_threads,
                 #[cfg(unix)]
                 io: RefCell::new(io::IoRegistry::default()),
@@ -590,6 +593,12 @@ impl EventLoop {
         if self.is_closed() {
             return ExecutorFuture::failed(Error::closed());
         }
+        if self.inner.executor_shut.get() {
+            return ExecutorFuture::failed(Error::new(
+                ErrorKind::Closed,
+                "run_in_executor after shutdown_default_executor(): the default executor is shut down",
+            ));
+        }
         let mut slot = self.inner.executor.borrow_mut();
         let exec = slot.get_or_insert_with(|| Executor::new(self.inner.executor_threads));
         exec.submit(f)
@@ -597,7 +606,8 @@ impl EventLoop {
 
     /// Stops the default executor from taking new work and returns a future
     /// that resolves once its threads have finished the work already queued
-    /// (`loop.shutdown_default_executor()`).
+    /// (`loop.shutdown_default_executor()`). Later `run_in_executor` calls
+    /// resolve to [`ErrorKind::Closed`].
     ///
     /// # Examples
     ///
@@ -609,6 +619,7 @@ impl EventLoop {
     /// # lp.close().unwrap();
     /// ```
     pub fn shutdown_default_executor(&self) -> ExecutorFuture<()> {
+        self.inner.executor_shut.set(true);
         match self.inner.executor.borrow_mut().take() {
             Some(exec) => exec.shutdown_and_join(),
             None => ExecutorFuture::ready(()),
@@ -868,13 +879,19 @@ impl EventLoop {
         drop(remote_items);
         drop(ready);
         drop(timers);
+        // Tasks parked on something else: waking them now hands their
+        // runnables to the closed remote queue, which drops them on this
+        // thread, so each task ends (its handle resolves to `Closed`) and its
+        // future is dropped.
         let wakers: Vec<_> = inner
             .tasks
             .borrow_mut()
             .iter_mut()
             .filter_map(|(_, e)| e.waker.take())
             .collect();
-        drop(wakers);
+        for w in wakers {
+            w.wake();
+        }
         #[cfg(unix)]
         self.close_io();
         let exec = inner.executor.borrow_mut().take();

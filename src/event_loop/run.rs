@@ -17,7 +17,8 @@ use super::{EventLoop, ExceptionContext, Inner, Ready};
 use crate::{Error, ErrorKind};
 
 /// While callbacks are ready, the backend is polled (without blocking) once
-/// every this many iterations (tokio uses 61 ticks for the same purpose).
+/// this many callbacks have run since the last poll (tokio checks I/O every
+/// 61 ticks for the same reason).
 const POLL_INTERVAL: u32 = 61;
 
 thread_local! {
@@ -235,23 +236,20 @@ impl EventLoop {
     /// One iteration: wait for I/O until the next deadline (not at all when
     /// work is ready), queue I/O and due-timer callbacks, then run exactly the
     /// callbacks queued so far.
+    ///
+    /// One deliberate difference from asyncio: while callbacks are ready, the
+    /// non-blocking I/O check (a syscall that usually finds nothing) is made
+    /// only once at least [`POLL_INTERVAL`] callbacks have run since the last
+    /// one, so its cost is shared by many callbacks. An iteration that stops
+    /// the loop always checks.
     fn run_once(&self, main: &mut dyn FnMut()) {
         let inner = &*self.inner;
-        let busy = inner.stopping.get() || !inner.ready.borrow().is_empty();
-        if busy {
-            // Work is ready, so the backend would be asked not to block: that
-            // syscall finds nothing most of the time. Ask only every
-            // POLL_INTERVAL busy iterations, which bounds how long I/O waits.
-            let n = inner.busy_iterations.get() + 1;
-            if n >= POLL_INTERVAL {
-                inner.busy_iterations.set(0);
+        if !inner.ready.borrow().is_empty() && !inner.stopping.get() {
+            if inner.run_since_poll.get() >= POLL_INTERVAL {
                 self.poll_backend(Some(Duration::ZERO));
-            } else {
-                inner.busy_iterations.set(n);
             }
         } else {
-            inner.busy_iterations.set(0);
-            let timeout = if inner.remote.has_pending() {
+            let timeout = if inner.stopping.get() || inner.remote.has_pending() {
                 Some(Duration::ZERO)
             } else {
                 inner
@@ -274,6 +272,9 @@ impl EventLoop {
         }
 
         let ntodo = inner.ready.borrow().len();
+        inner
+            .run_since_poll
+            .set(inner.run_since_poll.get().saturating_add(ntodo as u32));
         let debug = inner.debug.get();
         for _ in 0..ntodo {
             let item = inner.ready.borrow_mut().pop_front();
@@ -338,6 +339,7 @@ impl EventLoop {
 
     fn poll_backend(&self, timeout: Option<Duration>) {
         let inner = &*self.inner;
+        inner.run_since_poll.set(0);
         let mut events = std::mem::take(&mut *inner.events.borrow_mut());
         let res = inner.driver.borrow_mut().poll(timeout, &mut events);
         if let Err(e) = res {
@@ -364,8 +366,8 @@ impl EventLoop {
         let mut ready = inner.ready.borrow_mut();
         for item in items {
             match item {
-                RemoteItem::Callback(f) => ready.push_back(Ready::Callback(
-                    super::handle::Once::boxed(f, None, Location::caller()),
+                RemoteItem::Callback(f, location) => ready.push_back(Ready::Callback(
+                    super::handle::Once::boxed(f, None, location),
                 )),
                 RemoteItem::Task(r) => ready.push_back(Ready::Task(r)),
                 RemoteItem::Main => ready.push_back(Ready::Main),

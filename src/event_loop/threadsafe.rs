@@ -1,6 +1,7 @@
 //! The thread-safe side of a loop: [`ThreadsafeHandle`] and the remote queue.
 
 use std::fmt;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
@@ -10,7 +11,7 @@ use crate::task::Runnable;
 use crate::Error;
 
 pub(crate) enum RemoteItem {
-    Callback(Box<dyn FnOnce() + Send>),
+    Callback(Box<dyn FnOnce() + Send>, &'static Location<'static>),
     Task(Runnable),
     Main,
     Stop,
@@ -145,9 +146,10 @@ impl ThreadsafeHandle {
     /// std::thread::spawn(move || ts.call_soon_threadsafe(|| {}).unwrap()).join().unwrap();
     /// # lp.close().unwrap();
     /// ```
+    #[track_caller]
     pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
         self.remote
-            .push(RemoteItem::Callback(Box::new(f)))
+            .push(RemoteItem::Callback(Box::new(f), Location::caller()))
             .map_err(|_| Error::closed())
     }
 
