@@ -89,11 +89,18 @@ impl fmt::Display for ErrorKind {
 /// ```
 #[derive(Clone)]
 pub struct Error {
+    // Boxed: a `Result<T, Error>` stays one word bigger than `T`, which keeps
+    // every task's output slot small.
+    repr: Box<Repr>,
+}
+
+#[derive(Clone)]
+struct Repr {
     kind: ErrorKind,
     message: Cow<'static, str>,
     source: Option<std::sync::Arc<io::Error>>,
     /// Already given to an exception handler: do not report it again.
-    pub(crate) reported: bool,
+    reported: bool,
 }
 
 impl Error {
@@ -108,10 +115,12 @@ impl Error {
     /// ```
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Error {
         Error {
-            kind,
-            message: message.into(),
-            source: None,
-            reported: false,
+            repr: Box::new(Repr {
+                kind,
+                message: message.into(),
+                source: None,
+                reported: false,
+            }),
         }
     }
 
@@ -124,7 +133,7 @@ impl Error {
     /// assert_eq!(Error::new(ErrorKind::Closed, "closed").kind(), ErrorKind::Closed);
     /// ```
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.repr.kind
     }
 
     /// Whether this is a cancellation ([`ErrorKind::Cancelled`]).
@@ -136,7 +145,7 @@ impl Error {
     /// assert!(Error::new(ErrorKind::Cancelled, "cancelled").is_cancelled());
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        self.kind == ErrorKind::Cancelled
+        self.repr.kind == ErrorKind::Cancelled
     }
 
     /// Whether this reports a panic ([`ErrorKind::Panicked`]).
@@ -148,7 +157,7 @@ impl Error {
     /// assert!(Error::new(ErrorKind::Panicked, "boom").is_panic());
     /// ```
     pub fn is_panic(&self) -> bool {
-        self.kind == ErrorKind::Panicked
+        self.repr.kind == ErrorKind::Panicked
     }
 
     /// The message, without the kind.
@@ -160,7 +169,7 @@ impl Error {
     /// assert_eq!(Error::new(ErrorKind::Closed, "gone").message(), "gone");
     /// ```
     pub fn message(&self) -> &str {
-        &self.message
+        &self.repr.message
     }
 
     /// The operating system error behind an [`ErrorKind::Io`] error.
@@ -174,16 +183,26 @@ impl Error {
     /// assert_eq!(err.io_error().unwrap().kind(), std::io::ErrorKind::BrokenPipe);
     /// ```
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_deref()
+        self.repr.source.as_deref()
     }
 
     pub(crate) fn io(context: impl fmt::Display, err: io::Error) -> Error {
         Error {
-            kind: ErrorKind::Io,
-            message: format!("{context}: {err}").into(),
-            source: Some(std::sync::Arc::new(err)),
-            reported: false,
+            repr: Box::new(Repr {
+                kind: ErrorKind::Io,
+                message: format!("{context}: {err}").into(),
+                source: Some(std::sync::Arc::new(err)),
+                reported: false,
+            }),
         }
+    }
+
+    pub(crate) fn is_reported(&self) -> bool {
+        self.repr.reported
+    }
+
+    pub(crate) fn mark_reported(&mut self) {
+        self.repr.reported = true;
     }
 
     pub(crate) fn closed() -> Error {
@@ -219,8 +238,9 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(src) = &self.source {
+        d.field("kind", &self.repr.kind)
+            .field("message", &self.repr.message);
+        if let Some(src) = &self.repr.source {
             d.field("source", src);
         }
         d.finish()
@@ -229,13 +249,14 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.repr.message)
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.repr
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -249,11 +270,12 @@ impl From<io::Error> for Error {
 
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
-        let kind = match err.kind {
+        let kind = match err.repr.kind {
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,
             ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
             ErrorKind::Io => err
+                .repr
                 .source
                 .as_ref()
                 .map_or(io::ErrorKind::Other, |e| e.kind()),

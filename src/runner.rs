@@ -178,6 +178,7 @@ impl Runner {
         if let Some(debug) = self.debug {
             lp.set_debug(debug);
         }
+        lp.prefer_context(self.context);
         self.lp = Some(lp.clone());
         Ok(lp)
     }

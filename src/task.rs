@@ -25,7 +25,31 @@ pub(crate) struct TaskEntry {
     pub(crate) cancel_requested: bool,
     /// The [`Task`] handle was dropped: nobody will read the result.
     detached: bool,
-    location: &'static Location<'static>,
+}
+
+/// Tags a [`TaskFuture::key`] whose context is stored on the side.
+const OWN_CONTEXT: u32 = 1 << 31;
+
+fn slab_key(tagged: u32) -> usize {
+    (tagged & !OWN_CONTEXT) as usize
+}
+
+fn forget_context(lp: &Inner, tagged: u32) {
+    if tagged & OWN_CONTEXT != 0 {
+        if let Ok(mut map) = lp.task_contexts.try_borrow_mut() {
+            map.remove(&slab_key(tagged));
+        }
+    }
+}
+
+/// Where task `key` was created, if the loop was in debug mode then.
+fn take_location(lp: &Inner, key: usize) -> Option<&'static Location<'static>> {
+    let mut locations = lp.debug_locations.borrow_mut();
+    if locations.is_empty() {
+        None
+    } else {
+        locations.remove(&key)
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -33,9 +57,12 @@ pin_project_lite::pin_project! {
     struct TaskFuture<F> {
         #[pin]
         fut: Option<F>,
-        key: usize,
+        // The slab key, plus OWN_CONTEXT when the task's context is not the
+        // loop's default one (then it is in `Inner::task_contexts`). A u32
+        // shares a word with `fut`'s tag for small futures, which keeps a
+        // pending task in glibc's 80-byte size class.
+        key: u32,
         lp: Rc<Inner>,
-        ctx: TaskContextId,
     }
 
     impl<F> PinnedDrop for TaskFuture<F> {
@@ -43,18 +70,20 @@ pin_project_lite::pin_project! {
             let this = this.project();
             if this.fut.is_some() {
                 // Dropped before finishing (the loop closed): forget the entry.
+                let key = slab_key(*this.key);
                 let entry = this
                     .lp
                     .tasks
                     .try_borrow_mut()
                     .ok()
-                    .and_then(|mut t| t.try_remove(*this.key));
-                if let (Some(entry), true) = (entry, this.lp.debug.get()) {
+                    .and_then(|mut t| t.try_remove(key));
+                forget_context(this.lp, *this.key);
+                let location = take_location(this.lp, key);
+                if let (Some(_), true) = (entry, this.lp.debug.get()) {
                     let lp = EventLoop { inner: this.lp.clone() };
-                    lp.call_exception_handler(
-                        &ExceptionContext::new("Task was destroyed but it is pending")
-                            .with_location(entry.location),
-                    );
+                    let mut ctx = ExceptionContext::new("Task was destroyed but it is pending");
+                    ctx.location = location;
+                    lp.call_exception_handler(&ctx);
                 }
             }
         }
@@ -66,10 +95,20 @@ impl<F: Future> Future for TaskFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let key = *this.key;
-        let _ctx = crate::context::enter_task_context(*this.ctx);
+        let key = slab_key(*this.key);
+        let ctx = if *this.key & OWN_CONTEXT == 0 {
+            this.lp.default_ctx.get()
+        } else {
+            this.lp.task_contexts.borrow()[&key]
+        };
+        let _ctx = crate::context::enter_task_context(ctx);
         if this.lp.tasks.borrow()[key].cancel_requested {
-            return Poll::Ready(finish(this.fut, this.lp, key, Err(Error::cancelled())));
+            return Poll::Ready(finish(
+                this.fut,
+                this.lp,
+                *this.key,
+                Err(Error::cancelled()),
+            ));
         }
         let Some(fut) = this.fut.as_mut().as_pin_mut() else {
             // Unreachable: a finished task is never polled again by async-task.
@@ -87,7 +126,7 @@ impl<F: Future> Future for TaskFuture<F> {
                 } else {
                     Ok(v)
                 };
-                Poll::Ready(finish(this.fut, this.lp, key, result))
+                Poll::Ready(finish(this.fut, this.lp, *this.key, result))
             }
             Ok(Poll::Pending) => {
                 let mut tasks = this.lp.tasks.borrow_mut();
@@ -95,7 +134,12 @@ impl<F: Future> Future for TaskFuture<F> {
                 if entry.cancel_requested {
                     // Cancelled while it ran (for example by itself).
                     drop(tasks);
-                    return Poll::Ready(finish(this.fut, this.lp, key, Err(Error::cancelled())));
+                    return Poll::Ready(finish(
+                        this.fut,
+                        this.lp,
+                        *this.key,
+                        Err(Error::cancelled()),
+                    ));
                 }
                 match &entry.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
@@ -106,7 +150,7 @@ impl<F: Future> Future for TaskFuture<F> {
             Err(payload) => {
                 let err = Error::from_panic("a task", &*payload);
                 drop(payload);
-                Poll::Ready(finish(this.fut, this.lp, key, Err(err)))
+                Poll::Ready(finish(this.fut, this.lp, *this.key, Err(err)))
             }
         }
     }
@@ -117,9 +161,10 @@ impl<F: Future> Future for TaskFuture<F> {
 fn finish<F: Future>(
     mut fut: Pin<&mut Option<F>>,
     lp: &Rc<Inner>,
-    key: usize,
+    tagged_key: u32,
     mut result: Result<F::Output, Error>,
 ) -> Result<F::Output, Error> {
+    let key = slab_key(tagged_key);
     if fut.is_some() {
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
             let err = Error::from_panic("dropping a task's future", &*p);
@@ -127,6 +172,8 @@ fn finish<F: Future>(
         }
     }
     let entry = lp.tasks.borrow_mut().try_remove(key);
+    forget_context(lp, tagged_key);
+    let location = take_location(lp, key);
     if let (Err(err), Some(entry)) = (&mut result, entry) {
         if !err.is_cancelled() && (entry.detached || lp.shutting_down.get()) {
             let message = if entry.detached {
@@ -135,8 +182,8 @@ fn finish<F: Future>(
                 "unhandled panic in a task during aioloop::run() / Runner shutdown"
             };
             let lp = EventLoop { inner: lp.clone() };
-            report(&lp, message, err.clone(), Some(entry.location));
-            err.reported = true;
+            report(&lp, message, err.clone(), location);
+            err.mark_reported();
         }
     }
     result
@@ -161,13 +208,20 @@ pub(crate) fn spawn<F: Future + 'static>(
         waker: None,
         cancel_requested: false,
         detached: false,
-        location,
     });
+    if inner.debug.get() {
+        inner.debug_locations.borrow_mut().insert(key, location);
+    }
+    // 2^31 live tasks would need hundreds of gigabytes first.
+    let mut tagged_key = u32::try_from(key).unwrap_or(OWN_CONTEXT - 1) & !OWN_CONTEXT;
+    if ctx != inner.default_ctx.get() {
+        inner.task_contexts.borrow_mut().insert(key, ctx);
+        tagged_key |= OWN_CONTEXT;
+    }
     let wrapper = TaskFuture {
         fut: Some(fut),
-        key,
+        key: tagged_key,
         lp: inner.clone(),
-        ctx,
     };
     let remote = inner.remote.clone();
     let (runnable, task) = async_task::spawn_local(wrapper, move |r| {
@@ -367,7 +421,7 @@ impl<T> Drop for Task<T> {
             let mut raw = raw;
             let mut cx = Context::from_waker(futures::task::noop_waker_ref());
             if let Poll::Ready(Some(Err(err))) = Pin::new(&mut raw).poll(&mut cx) {
-                if err.is_panic() && !err.reported {
+                if err.is_panic() && !err.is_reported() {
                     report(
                         &self.lp,
                         "Task exception was never retrieved",

@@ -14,7 +14,7 @@ pub(crate) mod threadsafe;
 pub(crate) use run::{running_loop, schedule_task};
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
@@ -50,6 +50,12 @@ pub(crate) struct Inner {
     pub(crate) ready: RefCell<VecDeque<Ready>>,
     pub(crate) timers: RefCell<TimerHeap>,
     pub(crate) tasks: RefCell<Slab<TaskEntry>>,
+    /// The task context of tasks that do not store one (most of them).
+    pub(crate) default_ctx: Cell<TaskContextId>,
+    /// The contexts of the other tasks, by slab key.
+    pub(crate) task_contexts: RefCell<HashMap<usize, TaskContextId>>,
+    /// Where each task was created, recorded only in debug mode.
+    pub(crate) debug_locations: RefCell<HashMap<usize, &'static Location<'static>>>,
     pub(crate) remote: Arc<Remote>,
     driver: RefCell<Driver>,
     events: RefCell<Vec<Event>>,
@@ -262,6 +268,9 @@ impl LoopBuilder {
                 ready: RefCell::new(VecDeque::with_capacity(64)),
                 timers: RefCell::new(TimerHeap::default()),
                 tasks: RefCell::new(Slab::new()),
+                debug_locations: RefCell::new(HashMap::new()),
+                default_ctx: Cell::new(crate::context::current_task_context()),
+                task_contexts: RefCell::new(HashMap::new()),
                 remote,
                 driver: RefCell::new(driver),
                 events: RefCell::new(Vec::with_capacity(64)),
@@ -515,6 +524,14 @@ impl EventLoop {
         fut: F,
     ) -> Task<F::Output> {
         crate::task::spawn(self, fut, ctx, Location::caller())
+    }
+
+    /// Makes `ctx` the context most tasks are expected in (an optimisation:
+    /// tasks in the default context store none). Only while no task lives.
+    pub(crate) fn prefer_context(&self, ctx: TaskContextId) {
+        if self.inner.tasks.borrow().is_empty() {
+            self.inner.default_ctx.set(ctx);
+        }
     }
 
     /// How many tasks of this loop have not finished yet.

@@ -21,6 +21,9 @@ use crate::{Error, ErrorKind};
 /// 61 ticks for the same reason).
 const POLL_INTERVAL: u32 = 61;
 
+/// A ready queue with more room than this, three quarters unused, is shrunk.
+const SHRINK_ABOVE: usize = 4096;
+
 thread_local! {
     /// The loop running on this thread, if any.
     static RUNNING: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
@@ -284,6 +287,14 @@ impl EventLoop {
             } else {
                 self.run_item(item, main);
             }
+        }
+
+        // Give back the memory of a burst (a million tasks spawned at once
+        // leave a million-slot queue behind).
+        let mut ready = inner.ready.borrow_mut();
+        if ready.capacity() > SHRINK_ABOVE && ready.len() * 4 < ready.capacity() {
+            let keep = (ready.len() * 2).max(SHRINK_ABOVE / 2);
+            ready.shrink_to(keep);
         }
     }
 
