@@ -6,15 +6,17 @@
 //! per live task (its waker and cancel flag) so that `cancel()` and
 //! `cancel_all_tasks()` can reach a task that is waiting on something else.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, RawWakerVTable, Waker};
 
 use crate::event_loop::{ExceptionContext, Inner, Ready};
+use crate::time::SleepTarget;
 use crate::{Error, ErrorKind, EventLoop, TaskContextId};
 
 pub(crate) type Runnable = async_task::Runnable<()>;
@@ -25,6 +27,57 @@ pub(crate) struct TaskEntry {
     pub(crate) cancel_requested: bool,
     /// The [`Task`] handle was dropped: nobody will read the result.
     detached: bool,
+}
+
+thread_local! {
+    /// The task being polled: its loop, its slab key and its waker's
+    /// identity (data and vtable pointers, compared, never dereferenced).
+    static CURRENT_TASK: Cell<Option<CurrentTask>> = const { Cell::new(None) };
+}
+
+#[derive(Clone, Copy)]
+struct CurrentTask {
+    lp: *const Inner,
+    key: u32,
+    data: *const (),
+    vtable: *const RawWakerVTable,
+}
+
+/// Restores the previous current task when dropped.
+struct EnterTask(Option<CurrentTask>);
+
+impl Drop for EnterTask {
+    fn drop(&mut self) {
+        let prev = self.0;
+        let _ = CURRENT_TASK.try_with(|c| c.set(prev));
+    }
+}
+
+/// Whom a sleep registered on `lp` and polled with `waker` should wake: the
+/// task itself when `waker` is that task's own (the loop keeps it), or else
+/// the waker.
+pub(crate) fn sleep_target<'a>(lp: &Inner, waker: &'a Waker) -> SleepTarget<'a> {
+    if let Ok(Some(cur)) = CURRENT_TASK.try_with(Cell::get) {
+        if std::ptr::eq(cur.lp, lp)
+            && std::ptr::eq(cur.data, waker.data())
+            && std::ptr::eq(cur.vtable, waker.vtable())
+        {
+            return SleepTarget::Task(cur.key);
+        }
+    }
+    SleepTarget::Waker(waker)
+}
+
+/// Wakes the task with slab key `key` (a due sleep), if it is still waiting.
+pub(crate) fn wake_task(lp: &Inner, key: u32) {
+    let waker = lp
+        .tasks
+        .borrow_mut()
+        .get_mut(key as usize)
+        .and_then(|e| e.waker.take());
+    if let Some(w) = waker {
+        w.wake();
+    }
 }
 
 /// Tags a [`TaskFuture::key`] whose context is stored on the side.
@@ -117,6 +170,14 @@ impl<F: Future> Future for TaskFuture<F> {
                 "task polled after completion",
             )));
         };
+        let _task = EnterTask(CURRENT_TASK.with(|c| {
+            c.replace(Some(CurrentTask {
+                lp: Rc::as_ptr(this.lp),
+                key: key as u32,
+                data: cx.waker().data(),
+                vtable: cx.waker().vtable(),
+            }))
+        }));
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => {
                 // A cancel requested while this step ran wins, as in asyncio.

@@ -218,6 +218,8 @@ pub struct TimerHandle {
     pub(crate) cb: Rc<dyn Callback>,
     pub(crate) when: Instant,
     pub(crate) lp: Weak<Inner>,
+    pub(crate) key: u32,
+    pub(crate) seq: u32,
 }
 
 impl TimerHandle {
@@ -236,7 +238,12 @@ impl TimerHandle {
     pub fn cancel(&self) {
         if self.cb.cancel() {
             if let Some(inner) = self.lp.upgrade() {
-                inner.timers.borrow_mut().note_cancelled();
+                let slot = inner
+                    .timers
+                    .try_borrow_mut()
+                    .ok()
+                    .and_then(|mut t| t.cancel_callback(self.key, self.seq));
+                drop(slot);
             }
         }
     }

@@ -41,6 +41,10 @@ use threadsafe::Remote;
 pub(crate) enum Ready {
     Callback(Rc<dyn Callback>),
     Task(Runnable),
+    /// A due sleep of the task with this key: wake it.
+    WakeTask(u32),
+    /// A due sleep polled through a foreign waker.
+    Wake(std::task::Waker),
     /// The future driven by `run_until_complete`.
     Main,
 }
@@ -435,11 +439,17 @@ impl EventLoop {
             crate::context::entered_task_context(),
             Location::caller(),
         );
-        self.inner.timers.borrow_mut().push(when, cb.clone());
+        let (key, seq) = self
+            .inner
+            .timers
+            .borrow_mut()
+            .push_callback(when, cb.clone());
         Ok(TimerHandle {
             cb,
             when,
             lp: Rc::downgrade(&self.inner),
+            key,
+            seq,
         })
     }
 
@@ -467,13 +477,8 @@ impl EventLoop {
     /// lp.run_until_complete(lp.sleep(Duration::from_millis(1))).unwrap();
     /// # lp.close().unwrap();
     /// ```
-    #[track_caller]
     pub fn sleep(&self, delay: Duration) -> Sleep {
-        time::sleep_on(
-            Some(self.clone()),
-            time::deadline_after(delay),
-            Location::caller(),
-        )
+        time::sleep_on(Some(self.clone()), time::deadline_after(delay))
     }
 
     /// Wraps `fut` in a task scheduled on this loop (`asyncio.create_task`).

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::handle::Callback;
 use super::threadsafe::{Remote, RemoteItem};
 use super::{EventLoop, ExceptionContext, Inner, Ready};
+use crate::time::Fired;
 use crate::{Error, ErrorKind};
 
 /// While callbacks are ready, the backend is polled (without blocking) once
@@ -267,10 +268,16 @@ impl EventLoop {
 
         {
             let mut timers = inner.timers.borrow_mut();
-            if timers.len() > 0 {
+            if !timers.is_empty() {
                 let now = Instant::now();
                 let mut ready = inner.ready.borrow_mut();
-                timers.pop_due(now, |cb| ready.push_back(Ready::Callback(cb)));
+                timers.pop_due(now, |fired| {
+                    ready.push_back(match fired {
+                        Fired::Callback(cb) => Ready::Callback(cb),
+                        Fired::Task(key) => Ready::WakeTask(key),
+                        Fired::Waker(w) => Ready::Wake(w),
+                    })
+                });
             }
         }
 
@@ -306,6 +313,8 @@ impl EventLoop {
             }
             Ready::Callback(cb) => self.run_callback(&*cb),
             Ready::Main => main(),
+            Ready::WakeTask(key) => crate::task::wake_task(&self.inner, key),
+            Ready::Wake(w) => w.wake(),
         }
     }
 
@@ -314,6 +323,7 @@ impl EventLoop {
             Ready::Task(_) => "a task step".to_string(),
             Ready::Callback(cb) => format!("the callback scheduled at {}", cb.location()),
             Ready::Main => "the run_until_complete future".to_string(),
+            Ready::WakeTask(_) | Ready::Wake(_) => "a timer wake-up".to_string(),
         };
         let start = Instant::now();
         self.run_item(item, main);
