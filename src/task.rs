@@ -6,7 +6,6 @@
 //! per live task (its waker and cancel flag) so that `cancel()` and
 //! `cancel_all_tasks()` can reach a task that is waiting on something else.
 
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -24,32 +23,43 @@ pub(crate) type Runnable = async_task::Runnable<()>;
 /// What the loop knows about one live task.
 pub(crate) struct TaskEntry {
     pub(crate) waker: Option<Waker>,
+    /// The sequence number of the task's own sleep, 0 for none (see the
+    /// timer store in `time.rs`). Fits in the padding: the entry stays 24 bytes.
+    pub(crate) sleep_seq: u32,
     pub(crate) cancel_requested: bool,
     /// The [`Task`] handle was dropped: nobody will read the result.
     detached: bool,
 }
 
-thread_local! {
-    /// The task being polled: its loop, its slab key and its waker's
-    /// identity (data and vtable pointers, compared, never dereferenced).
-    static CURRENT_TASK: Cell<Option<CurrentTask>> = const { Cell::new(None) };
+impl TaskEntry {
+    pub(crate) fn new() -> TaskEntry {
+        TaskEntry {
+            waker: None,
+            sleep_seq: 0,
+            cancel_requested: false,
+            detached: false,
+        }
+    }
 }
 
+/// The task a loop is polling (or polled last): its slab key and its
+/// waker's identity (data and vtable pointers, compared, never
+/// dereferenced). Tasks never poll each other inline, so one slot per loop
+/// is enough; a stale value only ever matches that task's own waker.
 #[derive(Clone, Copy)]
-struct CurrentTask {
-    lp: *const Inner,
+pub(crate) struct CurrentTask {
     key: u32,
     data: *const (),
     vtable: *const RawWakerVTable,
 }
 
-/// Restores the previous current task when dropped.
-struct EnterTask(Option<CurrentTask>);
-
-impl Drop for EnterTask {
-    fn drop(&mut self) {
-        let prev = self.0;
-        let _ = CURRENT_TASK.try_with(|c| c.set(prev));
+impl Default for CurrentTask {
+    fn default() -> CurrentTask {
+        CurrentTask {
+            key: 0,
+            data: std::ptr::null(),
+            vtable: std::ptr::null(),
+        }
     }
 }
 
@@ -57,15 +67,12 @@ impl Drop for EnterTask {
 /// task itself when `waker` is that task's own (the loop keeps it), or else
 /// the waker.
 pub(crate) fn sleep_target<'a>(lp: &Inner, waker: &'a Waker) -> SleepTarget<'a> {
-    if let Ok(Some(cur)) = CURRENT_TASK.try_with(Cell::get) {
-        if std::ptr::eq(cur.lp, lp)
-            && std::ptr::eq(cur.data, waker.data())
-            && std::ptr::eq(cur.vtable, waker.vtable())
-        {
-            return SleepTarget::Task(cur.key);
-        }
+    let cur = lp.current_task.get();
+    if std::ptr::eq(cur.data, waker.data()) && std::ptr::eq(cur.vtable, waker.vtable()) {
+        SleepTarget::Task(cur.key)
+    } else {
+        SleepTarget::Waker(waker)
     }
-    SleepTarget::Waker(waker)
 }
 
 /// Wakes the task with slab key `key` (a due sleep), if it is still waiting.
@@ -106,31 +113,45 @@ fn take_location(lp: &Inner, key: usize) -> Option<&'static Location<'static>> {
 }
 
 pin_project_lite::pin_project! {
-    /// The future async-task runs: the user's future plus bookkeeping.
+    /// The user's future while it runs. The slab key lives in the variant so
+    /// that it shares a word with the enum's tag.
+    #[project = StageProj]
+    enum Stage<F> {
+        Running {
+            #[pin]
+            fut: F,
+            // The slab key, plus OWN_CONTEXT when the task's context is not
+            // the loop's default one (then it is in `Inner::task_contexts`).
+            key: u32,
+        },
+        Done,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future async-task runs: the user's future plus bookkeeping. For a
+    /// small future this is 16 bytes, which keeps a pending task in glibc's
+    /// 80-byte size class.
     struct TaskFuture<F> {
         #[pin]
-        fut: Option<F>,
-        // The slab key, plus OWN_CONTEXT when the task's context is not the
-        // loop's default one (then it is in `Inner::task_contexts`). A u32
-        // shares a word with `fut`'s tag for small futures, which keeps a
-        // pending task in glibc's 80-byte size class.
-        key: u32,
+        stage: Stage<F>,
         lp: Rc<Inner>,
     }
 
     impl<F> PinnedDrop for TaskFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if this.fut.is_some() {
+            if let StageProj::Running { key, .. } = this.stage.project() {
                 // Dropped before finishing (the loop closed): forget the entry.
-                let key = slab_key(*this.key);
+                let tagged = *key;
+                let key = slab_key(tagged);
                 let entry = this
                     .lp
                     .tasks
                     .try_borrow_mut()
                     .ok()
                     .and_then(|mut t| t.try_remove(key));
-                forget_context(this.lp, *this.key);
+                forget_context(this.lp, tagged);
                 let location = take_location(this.lp, key);
                 if let (Some(_), true) = (entry, this.lp.debug.get()) {
                     let lp = EventLoop { inner: this.lp.clone() };
@@ -148,36 +169,29 @@ impl<F: Future> Future for TaskFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let key = slab_key(*this.key);
-        let ctx = if *this.key & OWN_CONTEXT == 0 {
-            this.lp.default_ctx.get()
-        } else {
-            this.lp.task_contexts.borrow()[&key]
-        };
-        let _ctx = crate::context::enter_task_context(ctx);
-        if this.lp.tasks.borrow()[key].cancel_requested {
-            return Poll::Ready(finish(
-                this.fut,
-                this.lp,
-                *this.key,
-                Err(Error::cancelled()),
-            ));
-        }
-        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+        let StageProj::Running { fut, key: tagged } = this.stage.as_mut().project() else {
             // Unreachable: a finished task is never polled again by async-task.
             return Poll::Ready(Err(Error::new(
                 ErrorKind::Closed,
                 "task polled after completion",
             )));
         };
-        let _task = EnterTask(CURRENT_TASK.with(|c| {
-            c.replace(Some(CurrentTask {
-                lp: Rc::as_ptr(this.lp),
-                key: key as u32,
-                data: cx.waker().data(),
-                vtable: cx.waker().vtable(),
-            }))
-        }));
+        let tagged = *tagged;
+        let key = slab_key(tagged);
+        let ctx = if tagged & OWN_CONTEXT == 0 {
+            this.lp.default_ctx.get()
+        } else {
+            this.lp.task_contexts.borrow()[&key]
+        };
+        let _ctx = crate::context::enter_task_context(ctx);
+        if this.lp.tasks.borrow()[key].cancel_requested {
+            return Poll::Ready(finish(this.stage, this.lp, tagged, Err(Error::cancelled())));
+        }
+        this.lp.current_task.set(CurrentTask {
+            key: key as u32,
+            data: cx.waker().data(),
+            vtable: cx.waker().vtable(),
+        });
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => {
                 // A cancel requested while this step ran wins, as in asyncio.
@@ -187,7 +201,7 @@ impl<F: Future> Future for TaskFuture<F> {
                 } else {
                     Ok(v)
                 };
-                Poll::Ready(finish(this.fut, this.lp, *this.key, result))
+                Poll::Ready(finish(this.stage, this.lp, tagged, result))
             }
             Ok(Poll::Pending) => {
                 let mut tasks = this.lp.tasks.borrow_mut();
@@ -196,9 +210,9 @@ impl<F: Future> Future for TaskFuture<F> {
                     // Cancelled while it ran (for example by itself).
                     drop(tasks);
                     return Poll::Ready(finish(
-                        this.fut,
+                        this.stage,
                         this.lp,
-                        *this.key,
+                        tagged,
                         Err(Error::cancelled()),
                     ));
                 }
@@ -211,7 +225,7 @@ impl<F: Future> Future for TaskFuture<F> {
             Err(payload) => {
                 let err = Error::from_panic("a task", &*payload);
                 drop(payload);
-                Poll::Ready(finish(this.fut, this.lp, *this.key, Err(err)))
+                Poll::Ready(finish(this.stage, this.lp, tagged, Err(err)))
             }
         }
     }
@@ -220,17 +234,15 @@ impl<F: Future> Future for TaskFuture<F> {
 /// Drops the user's future (containing a panic in its destructor), removes the
 /// task's entry and reports an error nobody will read.
 fn finish<F: Future>(
-    mut fut: Pin<&mut Option<F>>,
+    mut stage: Pin<&mut Stage<F>>,
     lp: &Rc<Inner>,
     tagged_key: u32,
     mut result: Result<F::Output, Error>,
 ) -> Result<F::Output, Error> {
     let key = slab_key(tagged_key);
-    if fut.is_some() {
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
-            let err = Error::from_panic("dropping a task's future", &*p);
-            result = Err(err);
-        }
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done))) {
+        let err = Error::from_panic("dropping a task's future", &*p);
+        result = Err(err);
     }
     let entry = lp.tasks.borrow_mut().try_remove(key);
     forget_context(lp, tagged_key);
@@ -265,11 +277,7 @@ pub(crate) fn spawn<F: Future + 'static>(
     location: &'static Location<'static>,
 ) -> Task<F::Output> {
     let inner = &lp.inner;
-    let key = inner.tasks.borrow_mut().insert(TaskEntry {
-        waker: None,
-        cancel_requested: false,
-        detached: false,
-    });
+    let key = inner.tasks.borrow_mut().insert(TaskEntry::new());
     if inner.debug.get() {
         inner.debug_locations.borrow_mut().insert(key, location);
     }
@@ -280,8 +288,10 @@ pub(crate) fn spawn<F: Future + 'static>(
         tagged_key |= OWN_CONTEXT;
     }
     let wrapper = TaskFuture {
-        fut: Some(fut),
-        key: tagged_key,
+        stage: Stage::Running {
+            fut,
+            key: tagged_key,
+        },
         lp: inner.clone(),
     };
     let remote = inner.remote.clone();

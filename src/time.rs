@@ -7,41 +7,65 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
 use crate::event_loop::handle::Callback;
+use crate::task::TaskEntry;
 use crate::{Error, ErrorKind, EventLoop};
 
 // ---------------------------------------------------------------------------
 // The timer store.
 //
-// A binary heap of 16-byte entries (deadline in nanoseconds since the loop's
-// base instant, a scheduling sequence number for ties, a slot key) over two
-// slabs of slots: one for `call_later` / `call_at` callbacks and one for
-// sleeps. Insert is O(log n); cancelling frees the slot at once (O(1)) and
-// leaves a stale heap entry that is skipped when it surfaces, or dropped by a
-// compaction once more than half of a large heap is stale (as asyncio does).
+// A binary heap of 16-byte entries (deadline in nanoseconds since a process
+// base instant, a scheduling sequence number for ties, a tagged key) over the
+// places that say whether an entry is still live:
 //
-// A sleep polled directly by one of the loop's tasks stores only that task's
-// key: firing it wakes the task through the waker the loop already keeps for
-// it. Sleeps polled through a combinator that wraps the waker keep a clone of
-// that waker instead.
+// - `call_later` / `call_at` callbacks live in the `callbacks` slab;
+// - a sleep polled directly by one of the loop's tasks lives in that task's
+//   own entry (`TaskEntry::sleep_seq`): no allocation at all, and firing it
+//   wakes the task through the waker the loop already keeps for it;
+// - other sleeps (a second sleep of the same task, or a sleep polled through
+//   a combinator that wraps the waker) live in the `sleeps` slab, with the
+//   task's key or a clone of the waker they were polled with.
+//
+// Insert is O(log n). Cancelling frees the slot at once (O(1)) and leaves a
+// stale heap entry, skipped when it surfaces or dropped by a compaction once
+// more than half of a large heap is stale (as asyncio does).
 
-/// The slot key of a callback entry has this bit set; a sleep's does not.
+/// Key tag: the entry is a callback (`callbacks` slab).
 const CALLBACK: u32 = 1 << 31;
-/// A sleep target with this bit set indexes `wakers`; else it is a task key.
+/// Key tag: the entry is a sleep kept in the task entry with this key.
+const IN_TASK: u32 = 1 << 30;
+const KEY_MASK: u32 = IN_TASK - 1;
+/// A sleep-slot target with this bit set indexes `wakers`; else a task key.
 const OWN_WAKER: u32 = 1 << 31;
 /// Below this many entries the heap is never compacted.
 const COMPACT_MIN: usize = 100;
 
+/// The instant all deadlines are counted from, as nanoseconds in a `u64`.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+pub(crate) fn to_nanos(when: Instant) -> u64 {
+    let d = when.saturating_duration_since(base());
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn from_nanos(ns: u64) -> Instant {
+    base() + Duration::from_nanos(ns)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Entry {
     when: u64,
-    // Wraps after 2^32 timers; only the order of exactly equal deadlines
-    // scheduled across the wrap could then differ.
+    // Wraps after 2^32 timers (skipping 0); only the order of exactly equal
+    // deadlines scheduled across the wrap could then differ.
     seq: u32,
     key: u32,
 }
@@ -72,13 +96,6 @@ struct SleepSlot {
     target: u32,
 }
 
-/// Identifies one registered sleep.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SleepId {
-    key: u32,
-    seq: u32,
-}
-
 /// Whom a sleep wakes.
 pub(crate) enum SleepTarget<'a> {
     /// The loop's task with this slab key.
@@ -93,43 +110,27 @@ pub(crate) enum Fired {
     Waker(Waker),
 }
 
+#[derive(Default)]
 pub(crate) struct TimerHeap {
     heap: BinaryHeap<Entry>,
     callbacks: Slab<CallbackSlot>,
     sleeps: Slab<SleepSlot>,
     wakers: Slab<Waker>,
-    base: Instant,
     seq: u32,
     stale: usize,
 }
 
-impl Default for TimerHeap {
-    fn default() -> TimerHeap {
-        TimerHeap {
-            heap: BinaryHeap::new(),
-            callbacks: Slab::new(),
-            sleeps: Slab::new(),
-            wakers: Slab::new(),
-            base: Instant::now(),
-            seq: 0,
-            stale: 0,
-        }
-    }
-}
-
 fn small_key(key: usize) -> u32 {
-    // 2^31 live timers would need tens of gigabytes first.
-    u32::try_from(key).unwrap_or(u32::MAX) & !CALLBACK
+    // 2^30 live timers would need tens of gigabytes first.
+    u32::try_from(key).unwrap_or(KEY_MASK) & KEY_MASK
 }
 
 impl TimerHeap {
-    fn nanos(&self, when: Instant) -> u64 {
-        let d = when.saturating_duration_since(self.base);
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-    }
-
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
+        if self.seq == 0 {
+            self.seq = 1;
+        }
         self.seq
     }
 
@@ -137,9 +138,8 @@ impl TimerHeap {
     pub(crate) fn push_callback(&mut self, when: Instant, cb: Rc<dyn Callback>) -> (u32, u32) {
         let seq = self.next_seq();
         let key = small_key(self.callbacks.insert(CallbackSlot { seq, cb }));
-        let when = self.nanos(when);
         self.heap.push(Entry {
-            when,
+            when: to_nanos(when),
             seq,
             key: key | CALLBACK,
         });
@@ -150,21 +150,20 @@ impl TimerHeap {
     pub(crate) fn cancel_callback(&mut self, key: u32, seq: u32) -> Option<Rc<dyn Callback>> {
         let key = key as usize;
         if self.callbacks.get(key).is_some_and(|s| s.seq == seq) {
-            let slot = self.callbacks.remove(key);
-            self.note_stale();
-            return Some(slot.cb);
+            self.stale += 1;
+            return Some(self.callbacks.remove(key).cb);
         }
         None
     }
 
-    fn target(&mut self, target: SleepTarget<'_>) -> u32 {
+    fn slot_target(&mut self, target: SleepTarget<'_>) -> u32 {
         match target {
             SleepTarget::Task(key) => key,
             SleepTarget::Waker(w) => small_key(self.wakers.insert(w.clone())) | OWN_WAKER,
         }
     }
 
-    fn drop_target(&mut self, target: u32) -> Option<Waker> {
+    fn drop_slot_target(&mut self, target: u32) -> Option<Waker> {
         if target & OWN_WAKER != 0 {
             self.wakers.try_remove((target & !OWN_WAKER) as usize)
         } else {
@@ -172,63 +171,105 @@ impl TimerHeap {
         }
     }
 
-    pub(crate) fn push_sleep(&mut self, when: Instant, target: SleepTarget<'_>) -> SleepId {
+    /// Registers a sleep due at `when` (nanoseconds, see [`to_nanos`]).
+    pub(crate) fn push_sleep(
+        &mut self,
+        when: u64,
+        target: SleepTarget<'_>,
+        tasks: &mut Slab<TaskEntry>,
+    ) -> SleepId {
         let seq = self.next_seq();
-        let target = self.target(target);
-        let key = small_key(self.sleeps.insert(SleepSlot { seq, target }));
-        let when = self.nanos(when);
+        let key = match target {
+            SleepTarget::Task(k) => match tasks.get_mut(k as usize) {
+                Some(entry) if entry.sleep_seq == 0 => {
+                    entry.sleep_seq = seq;
+                    k | IN_TASK
+                }
+                _ => self.slab_sleep(seq, target),
+            },
+            SleepTarget::Waker(_) => self.slab_sleep(seq, target),
+        };
         self.heap.push(Entry { when, seq, key });
         SleepId { key, seq }
     }
 
-    /// Whether the sleep is still waiting (not fired, not cancelled).
-    pub(crate) fn sleep_pending(&self, id: SleepId) -> bool {
-        self.sleeps
-            .get(id.key as usize)
-            .is_some_and(|s| s.seq == id.seq)
+    fn slab_sleep(&mut self, seq: u32, target: SleepTarget<'_>) -> u32 {
+        let target = self.slot_target(target);
+        small_key(self.sleeps.insert(SleepSlot { seq, target }))
     }
 
-    /// Points a waiting sleep at whoever polled it last. Returns a waker to
-    /// drop outside the borrow.
-    pub(crate) fn retarget_sleep(&mut self, id: SleepId, target: SleepTarget<'_>) -> Option<Waker> {
+    /// Whether the sleep is still waiting (not fired, not cancelled).
+    pub(crate) fn sleep_pending(&self, id: SleepId, tasks: &Slab<TaskEntry>) -> bool {
+        live(&self.callbacks, &self.sleeps, tasks, id.key, id.seq)
+    }
+
+    /// Points a waiting sleep at whoever polled it last. Returns its new id
+    /// and a waker to drop outside the borrows.
+    pub(crate) fn retarget_sleep(
+        &mut self,
+        id: SleepId,
+        when: u64,
+        target: SleepTarget<'_>,
+        tasks: &mut Slab<TaskEntry>,
+    ) -> (SleepId, Option<Waker>) {
+        if id.key & IN_TASK != 0 {
+            if matches!(target, SleepTarget::Task(k) if k == id.key & KEY_MASK) {
+                return (id, None);
+            }
+            // Polled by someone else now: move it to the slab.
+            let old = self.cancel_sleep(id, tasks);
+            return (self.push_sleep(when, target, tasks), old);
+        }
         let Some(slot) = self.sleeps.get(id.key as usize) else {
-            return None;
+            return (id, None);
         };
         let old = slot.target;
         match (&target, old & OWN_WAKER != 0) {
-            (SleepTarget::Task(key), false) if *key == old => return None,
+            (SleepTarget::Task(key), false) if *key == old => return (id, None),
             (SleepTarget::Waker(w), true) => {
                 if let Some(cur) = self.wakers.get_mut((old & !OWN_WAKER) as usize) {
                     if cur.will_wake(w) {
-                        return None;
+                        return (id, None);
                     }
-                    return Some(std::mem::replace(cur, (*w).clone()));
+                    return (id, Some(std::mem::replace(cur, (*w).clone())));
                 }
             }
             _ => {}
         }
-        let new = self.target(target);
+        let new = self.slot_target(target);
         if let Some(slot) = self.sleeps.get_mut(id.key as usize) {
             slot.target = new;
         }
-        self.drop_target(old)
+        (id, self.drop_slot_target(old))
     }
 
-    /// Cancels a waiting sleep. Returns a waker to drop outside the borrow.
-    pub(crate) fn cancel_sleep(&mut self, id: SleepId) -> Option<Waker> {
-        if !self.sleep_pending(id) {
+    /// Cancels a waiting sleep. Returns a waker to drop outside the borrows.
+    pub(crate) fn cancel_sleep(
+        &mut self,
+        id: SleepId,
+        tasks: &mut Slab<TaskEntry>,
+    ) -> Option<Waker> {
+        if !self.sleep_pending(id, tasks) {
             return None;
         }
-        let slot = self.sleeps.remove(id.key as usize);
-        self.note_stale();
-        self.drop_target(slot.target)
+        self.stale += 1;
+        if id.key & IN_TASK != 0 {
+            if let Some(entry) = tasks.get_mut((id.key & KEY_MASK) as usize) {
+                entry.sleep_seq = 0;
+            }
+            None
+        } else {
+            let slot = self.sleeps.remove(id.key as usize);
+            self.drop_slot_target(slot.target)
+        }
     }
 
-    fn note_stale(&mut self) {
-        self.stale += 1;
+    /// Drops stale entries when they are more than half of a large heap.
+    pub(crate) fn maybe_compact(&mut self, tasks: &Slab<TaskEntry>) {
         if self.heap.len() > COMPACT_MIN && self.stale * 2 > self.heap.len() {
             let (callbacks, sleeps) = (&self.callbacks, &self.sleeps);
-            self.heap.retain(|e| live(callbacks, sleeps, e));
+            self.heap
+                .retain(|e| live(callbacks, sleeps, tasks, e.key, e.seq));
             self.stale = 0;
         }
     }
@@ -243,10 +284,10 @@ impl TimerHeap {
     }
 
     /// The earliest live deadline, dropping stale entries on the way.
-    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&mut self, tasks: &Slab<TaskEntry>) -> Option<Instant> {
         while let Some(top) = self.heap.peek() {
-            if live(&self.callbacks, &self.sleeps, top) {
-                return Some(self.base + Duration::from_nanos(top.when));
+            if live(&self.callbacks, &self.sleeps, tasks, top.key, top.seq) {
+                return Some(from_nanos(top.when));
             }
             self.heap.pop();
             self.stale = self.stale.saturating_sub(1);
@@ -255,10 +296,15 @@ impl TimerHeap {
     }
 
     /// Hands every timer due at `now` (deadline <= now) to `due`, in order.
-    pub(crate) fn pop_due(&mut self, now: Instant, mut due: impl FnMut(Fired)) {
-        let now = self.nanos(now);
+    pub(crate) fn pop_due(
+        &mut self,
+        now: Instant,
+        tasks: &mut Slab<TaskEntry>,
+        mut due: impl FnMut(Fired),
+    ) {
+        let now = to_nanos(now);
         while let Some(&top) = self.heap.peek() {
-            if !live(&self.callbacks, &self.sleeps, &top) {
+            if !live(&self.callbacks, &self.sleeps, tasks, top.key, top.seq) {
                 self.heap.pop();
                 self.stale = self.stale.saturating_sub(1);
                 continue;
@@ -270,9 +316,15 @@ impl TimerHeap {
             if top.key & CALLBACK != 0 {
                 let slot = self.callbacks.remove((top.key & !CALLBACK) as usize);
                 due(Fired::Callback(slot.cb));
+            } else if top.key & IN_TASK != 0 {
+                let key = top.key & KEY_MASK;
+                if let Some(entry) = tasks.get_mut(key as usize) {
+                    entry.sleep_seq = 0;
+                }
+                due(Fired::Task(key));
             } else {
                 let slot = self.sleeps.remove(top.key as usize);
-                match self.drop_target(slot.target) {
+                match self.drop_slot_target(slot.target) {
                     Some(w) => due(Fired::Waker(w)),
                     None => due(Fired::Task(slot.target)),
                 }
@@ -292,24 +344,39 @@ impl TimerHeap {
     }
 }
 
-fn live(callbacks: &Slab<CallbackSlot>, sleeps: &Slab<SleepSlot>, e: &Entry) -> bool {
-    if e.key & CALLBACK != 0 {
+fn live(
+    callbacks: &Slab<CallbackSlot>,
+    sleeps: &Slab<SleepSlot>,
+    tasks: &Slab<TaskEntry>,
+    key: u32,
+    seq: u32,
+) -> bool {
+    if key & CALLBACK != 0 {
         callbacks
-            .get((e.key & !CALLBACK) as usize)
-            .is_some_and(|s| s.seq == e.seq)
+            .get((key & !CALLBACK) as usize)
+            .is_some_and(|s| s.seq == seq)
+    } else if key & IN_TASK != 0 {
+        tasks
+            .get((key & KEY_MASK) as usize)
+            .is_some_and(|e| e.sleep_seq == seq)
     } else {
-        sleeps.get(e.key as usize).is_some_and(|s| s.seq == e.seq)
+        sleeps.get(key as usize).is_some_and(|s| s.seq == seq)
     }
+}
+
+/// Identifies one registered sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SleepId {
+    key: u32,
+    seq: u32,
 }
 
 // ---------------------------------------------------------------------------
 // Sleep
 
-enum SleepState {
-    New(Instant),
-    Armed(SleepId),
-    Done,
-}
+/// `Sleep::seq` when not registered; `Sleep::key` then tells new from done.
+const UNARMED: u32 = 0;
+const DONE: u32 = u32::MAX;
 
 /// The future returned by [`sleep`] and [`EventLoop::sleep`].
 ///
@@ -327,9 +394,11 @@ enum SleepState {
 /// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
-    state: SleepState,
+    // 24 bytes in all, so a task that sleeps stays small.
+    deadline: u64,
     lp: Option<EventLoop>,
-    deadline: Instant,
+    key: u32,
+    seq: u32,
 }
 
 impl Sleep {
@@ -343,7 +412,14 @@ impl Sleep {
     /// assert!(s.deadline() > Instant::now());
     /// ```
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        from_nanos(self.deadline)
+    }
+
+    fn id(&self) -> SleepId {
+        SleepId {
+            key: self.key,
+            seq: self.seq,
+        }
     }
 }
 
@@ -352,60 +428,71 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        match this.state {
-            SleepState::New(deadline) => {
-                let lp = match this.lp.take() {
-                    Some(lp) => lp,
-                    None => match crate::get_running_loop() {
-                        Ok(lp) => lp,
-                        Err(_) => panic!(
-                            "aioloop::sleep() was polled outside a running aioloop EventLoop; \
-                             await it inside a task (EventLoop::create_task, aioloop::run) \
-                             or use EventLoop::sleep"
-                        ),
-                    },
-                };
-                if lp.inner.is_closed() {
-                    // A closed loop never fires timers: never hang silently.
-                    panic!("aioloop::sleep() on a closed event loop: the loop was closed before the sleep began");
-                }
-                let target = crate::task::sleep_target(&lp.inner, cx.waker());
-                let id = lp.inner.timers.borrow_mut().push_sleep(deadline, target);
-                this.state = SleepState::Armed(id);
-                this.lp = Some(lp);
-                Poll::Pending
+        if this.seq == UNARMED {
+            if this.key == DONE {
+                return Poll::Ready(());
             }
-            SleepState::Armed(id) => {
-                let Some(lp) = &this.lp else {
-                    return Poll::Ready(());
-                };
-                let old = {
-                    let mut timers = lp.inner.timers.borrow_mut();
-                    if !timers.sleep_pending(id) {
-                        drop(timers);
-                        this.state = SleepState::Done;
-                        return Poll::Ready(());
-                    }
-                    let target = crate::task::sleep_target(&lp.inner, cx.waker());
-                    timers.retarget_sleep(id, target)
-                };
-                drop(old);
-                Poll::Pending
+            let lp = match this.lp.take() {
+                Some(lp) => lp,
+                None => match crate::get_running_loop() {
+                    Ok(lp) => lp,
+                    Err(_) => panic!(
+                        "aioloop::sleep() was polled outside a running aioloop EventLoop; \
+                         await it inside a task (EventLoop::create_task, aioloop::run) \
+                         or use EventLoop::sleep"
+                    ),
+                },
+            };
+            if lp.inner.is_closed() {
+                // A closed loop never fires timers: never hang silently.
+                panic!("aioloop::sleep() on a closed event loop: the loop was closed before the sleep began");
             }
-            SleepState::Done => Poll::Ready(()),
+            let target = crate::task::sleep_target(&lp.inner, cx.waker());
+            let id = lp.inner.timers.borrow_mut().push_sleep(
+                this.deadline,
+                target,
+                &mut lp.inner.tasks.borrow_mut(),
+            );
+            this.key = id.key;
+            this.seq = id.seq;
+            this.lp = Some(lp);
+            return Poll::Pending;
         }
+        let Some(lp) = &this.lp else {
+            return Poll::Ready(());
+        };
+        let inner = &lp.inner;
+        let mut tasks = inner.tasks.borrow_mut();
+        let mut timers = inner.timers.borrow_mut();
+        if !timers.sleep_pending(this.id(), &tasks) {
+            this.seq = UNARMED;
+            this.key = DONE;
+            return Poll::Ready(());
+        }
+        let target = crate::task::sleep_target(inner, cx.waker());
+        let (id, old) = timers.retarget_sleep(this.id(), this.deadline, target, &mut tasks);
+        this.key = id.key;
+        this.seq = id.seq;
+        drop(timers);
+        drop(tasks);
+        drop(old);
+        Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let (SleepState::Armed(id), Some(lp)) = (&self.state, &self.lp) {
-            let old = lp
-                .inner
-                .timers
-                .try_borrow_mut()
-                .ok()
-                .and_then(|mut t| t.cancel_sleep(*id));
+        if self.seq == UNARMED {
+            return;
+        }
+        if let Some(lp) = &self.lp {
+            let old = match (
+                lp.inner.timers.try_borrow_mut(),
+                lp.inner.tasks.try_borrow_mut(),
+            ) {
+                (Ok(mut timers), Ok(mut tasks)) => timers.cancel_sleep(self.id(), &mut tasks),
+                _ => None,
+            };
             drop(old);
         }
     }
@@ -414,17 +501,18 @@ impl Drop for Sleep {
 impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sleep")
-            .field("deadline", &self.deadline)
-            .field("registered", &matches!(self.state, SleepState::Armed(_)))
+            .field("deadline", &self.deadline())
+            .field("registered", &(self.seq != UNARMED))
             .finish()
     }
 }
 
 pub(crate) fn sleep_on(lp: Option<EventLoop>, deadline: Instant) -> Sleep {
     Sleep {
-        state: SleepState::New(deadline),
+        deadline: to_nanos(deadline),
         lp,
-        deadline,
+        key: 0,
+        seq: UNARMED,
     }
 }
 
@@ -599,32 +687,42 @@ mod tests {
         Once::boxed(move || log.borrow_mut().push(n), None, Location::caller())
     }
 
-    fn run_due(heap: &mut TimerHeap, now: Instant) -> Vec<u32> {
-        let mut tasks = Vec::new();
-        heap.pop_due(now, |f| match f {
+    fn run_due(heap: &mut TimerHeap, tasks: &mut Slab<TaskEntry>, now: Instant) -> Vec<u32> {
+        let mut woken = Vec::new();
+        heap.pop_due(now, tasks, |f| match f {
             Fired::Callback(cb) => cb.run(),
-            Fired::Task(k) => tasks.push(k),
+            Fired::Task(k) => woken.push(k),
             Fired::Waker(w) => w.wake(),
         });
-        tasks
+        woken
+    }
+
+    fn tasks(n: usize) -> Slab<TaskEntry> {
+        let mut s = Slab::new();
+        for _ in 0..n {
+            s.insert(TaskEntry::new());
+        }
+        s
     }
 
     #[test]
     fn heap_pops_by_deadline_then_scheduling_order() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut heap = TimerHeap::default();
+        let mut tasks = tasks(8);
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         heap.push_callback(t0 + ms(3), recorder(&log, 3));
         heap.push_callback(t0 + ms(1), recorder(&log, 1));
         heap.push_callback(t0 + ms(2), recorder(&log, 20));
-        heap.push_sleep(t0 + ms(2), SleepTarget::Task(7));
+        heap.push_sleep(to_nanos(t0 + ms(2)), SleepTarget::Task(7), &mut tasks);
         heap.push_callback(t0 + ms(2), recorder(&log, 22));
-        assert_eq!(heap.next_deadline(), Some(t0 + ms(1)));
-        let tasks = run_due(&mut heap, t0 + ms(2));
+        let next = heap.next_deadline(&tasks).unwrap();
+        assert!(next <= t0 + ms(1) && next + Duration::from_nanos(1) >= t0 + ms(1));
+        let woken = run_due(&mut heap, &mut tasks, t0 + ms(2));
         assert_eq!(*log.borrow(), [1, 20, 22]);
-        assert_eq!(tasks, [7]);
-        run_due(&mut heap, t0 + ms(3));
+        assert_eq!(woken, [7]);
+        run_due(&mut heap, &mut tasks, t0 + ms(3));
         assert_eq!(*log.borrow(), [1, 20, 22, 3]);
         assert!(heap.is_empty());
     }
@@ -633,11 +731,12 @@ mod tests {
     fn nothing_fires_before_its_deadline() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut heap = TimerHeap::default();
+        let mut tasks = tasks(0);
         let t0 = Instant::now() + Duration::from_secs(1);
         heap.push_callback(t0, recorder(&log, 1));
-        run_due(&mut heap, t0 - Duration::from_nanos(1));
+        run_due(&mut heap, &mut tasks, t0 - Duration::from_micros(1));
         assert!(log.borrow().is_empty());
-        run_due(&mut heap, t0);
+        run_due(&mut heap, &mut tasks, t0);
         assert_eq!(*log.borrow(), [1]);
     }
 
@@ -645,45 +744,51 @@ mod tests {
     fn cancelled_entries_are_skipped_and_compacted() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut heap = TimerHeap::default();
+        let mut tasks = tasks(1000);
         let t0 = Instant::now();
-        let mut ids = Vec::new();
-        for i in 0..1000 {
-            let at = t0 + Duration::from_micros(u64::from(i));
-            ids.push(heap.push_callback(at, recorder(&log, i)));
-        }
-        let mut sleeps = Vec::new();
-        for i in 0..1000 {
-            let at = t0 + Duration::from_micros(u64::from(i));
-            sleeps.push(heap.push_sleep(at, SleepTarget::Task(i)));
-        }
+        let at = |i: u32| t0 + Duration::from_micros(u64::from(i));
+        let ids: Vec<_> = (0..1000)
+            .map(|i| heap.push_callback(at(i), recorder(&log, i)))
+            .collect();
+        let sleeps: Vec<_> = (0..1000)
+            .map(|i| heap.push_sleep(to_nanos(at(i)), SleepTarget::Task(i), &mut tasks))
+            .collect();
+        // A second sleep of task 0 cannot live in its entry: it goes to the slab.
+        let extra = heap.push_sleep(to_nanos(at(5)), SleepTarget::Task(0), &mut tasks);
+        assert_eq!(heap.sleeps.len(), 1);
         for &(key, seq) in ids.iter().take(900) {
             assert!(heap.cancel_callback(key, seq).is_some());
             assert!(heap.cancel_callback(key, seq).is_none());
         }
         for &id in sleeps.iter().take(950) {
-            assert!(heap.sleep_pending(id));
-            heap.cancel_sleep(id);
-            assert!(!heap.sleep_pending(id));
+            assert!(heap.sleep_pending(id, &tasks));
+            heap.cancel_sleep(id, &mut tasks);
+            assert!(!heap.sleep_pending(id, &tasks));
         }
-        // More than half stale in a large heap: compacted.
-        assert!(heap.len() < 2000, "heap was not compacted: {}", heap.len());
-        assert_eq!(heap.next_deadline(), Some(t0 + Duration::from_micros(900)));
-        let tasks = run_due(&mut heap, t0 + Duration::from_secs(1));
+        heap.cancel_sleep(extra, &mut tasks);
+        heap.maybe_compact(&tasks);
+        assert!(heap.len() < 2001, "heap was not compacted: {}", heap.len());
+        let woken = run_due(&mut heap, &mut tasks, t0 + Duration::from_secs(1));
         assert_eq!(*log.borrow(), (900..1000).collect::<Vec<_>>());
-        assert_eq!(tasks, (950..1000).collect::<Vec<_>>());
+        assert_eq!(woken, (950..1000).collect::<Vec<_>>());
     }
 
     #[test]
     fn a_sleep_can_move_between_task_and_waker_targets() {
         let mut heap = TimerHeap::default();
+        let mut tasks = tasks(8);
         let t0 = Instant::now();
-        let id = heap.push_sleep(t0, SleepTarget::Task(3));
+        let when = to_nanos(t0);
+        let id = heap.push_sleep(when, SleepTarget::Task(3), &mut tasks);
+        assert_eq!(tasks[3].sleep_seq, id.seq);
         let w = futures::task::noop_waker();
-        assert!(heap.retarget_sleep(id, SleepTarget::Waker(&w)).is_none());
+        let (id, _) = heap.retarget_sleep(id, when, SleepTarget::Waker(&w), &mut tasks);
+        assert_eq!(tasks[3].sleep_seq, 0);
         assert_eq!(heap.wakers.len(), 1);
-        assert!(heap.retarget_sleep(id, SleepTarget::Task(4)).is_some());
+        let (id, old) = heap.retarget_sleep(id, when, SleepTarget::Task(4), &mut tasks);
+        assert!(old.is_some());
         assert_eq!(heap.wakers.len(), 0);
-        assert_eq!(run_due(&mut heap, t0), [4]);
-        assert!(!heap.sleep_pending(id));
+        assert_eq!(run_due(&mut heap, &mut tasks, t0), [4]);
+        assert!(!heap.sleep_pending(id, &tasks));
     }
 }

@@ -6,22 +6,9 @@ use std::rc::Rc;
 
 use aioloop::{ErrorKind, EventLoop};
 
-type Log = Rc<RefCell<Vec<&'static str>>>;
+mod util;
 
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, what: &'static str) -> impl FnOnce() + 'static {
-    let log = log.clone();
-    move || log.borrow_mut().push(what)
-}
-
-/// Runs exactly one iteration of the loop (asyncio's `stop(); run_forever()`).
-fn run_one_iteration(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
-}
+use util::{log, push, run_one_iteration};
 
 #[test]
 fn call_soon_runs_callbacks_in_fifo_order() {

@@ -3,33 +3,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use aioloop::{
     enter_host_context, Backend, Context, ContextPolicy, Error, ErrorKind, EventLoop,
     EventLoopPolicy, HostContext, HostId, TaskContext, TaskContextId, ThreadContext,
 };
 
-/// For the few tests that install a process-wide policy.
-static LOCK: Mutex<()> = Mutex::new(());
+mod util;
 
-/// Holds [`LOCK`] and restores the default policy when dropped, even when an
-/// assertion fails.
-struct GlobalPolicy {
-    _lock: MutexGuard<'static, ()>,
-}
-
-fn global_policy() -> GlobalPolicy {
-    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    aioloop::set_event_loop_policy(None);
-    GlobalPolicy { _lock: lock }
-}
-
-impl Drop for GlobalPolicy {
-    fn drop(&mut self) {
-        aioloop::set_event_loop_policy(None);
-    }
-}
+use util::global_policy;
 
 // ---------------------------------------------------------------------------
 // ThreadContext

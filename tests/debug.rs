@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use aioloop::{EventLoop, Runner};
 
+mod util;
+
+use util::run_one_iteration;
+
 /// Every record logged, with the thread that logged it: tests in this file run
 /// in parallel, each on its own thread, and each runs its loop on that thread.
 static RECORDS: Mutex<Vec<(ThreadId, log::Level, String, String)>> = Mutex::new(Vec::new());
@@ -54,11 +58,6 @@ fn slow_reports() -> Vec<String> {
         .filter(|(level, msg)| *level == log::Level::Warn && msg.contains("took"))
         .map(|(_, msg)| msg)
         .collect()
-}
-
-fn run_one_iteration(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
 }
 
 #[test]

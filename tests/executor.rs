@@ -9,27 +9,9 @@ use std::time::Duration;
 
 use aioloop::{ErrorKind, EventLoop};
 
-const LIMIT: Duration = Duration::from_secs(10);
+mod util;
 
-/// Runs `f` (which builds and runs its own loop) on a new thread; fails if it
-/// does not finish within `LIMIT`, and re-raises its panic.
-fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        let v = f();
-        let _ = tx.send(());
-        v
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what}: did not finish within {LIMIT:?}")
-        }
-    }
-}
+use util::{bounded, LIMIT};
 
 #[test]
 fn run_in_executor_returns_the_value() {

@@ -5,31 +5,16 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aioloop::{DefaultEventLoopPolicy, Error, ErrorKind, EventLoop, EventLoopPolicy};
 
-/// Every test here reads or replaces the process-wide policy.
-static LOCK: Mutex<()> = Mutex::new(());
+mod util;
 
-/// Holds [`LOCK`] and restores the default policy when dropped, even when an
-/// assertion fails.
-struct GlobalPolicy {
-    _lock: MutexGuard<'static, ()>,
-}
-
-fn global_policy() -> GlobalPolicy {
-    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    aioloop::set_event_loop_policy(None);
-    GlobalPolicy { _lock: lock }
-}
-
-impl Drop for GlobalPolicy {
-    fn drop(&mut self) {
-        aioloop::set_event_loop_policy(None);
-    }
-}
+// Every test here reads or replaces the process-wide policy: each takes
+// `global_policy()` first.
+use util::global_policy;
 
 /// CPython's `Policy(DefaultEventLoopPolicy)` whose `get_event_loop` raises
 /// `TestError`; counts the calls.

@@ -9,47 +9,18 @@ use std::time::Duration;
 
 use aioloop::{ErrorKind, EventLoop, ExceptionContext};
 
-/// What the handler saw: (message, error kind, error message, location file).
-#[derive(Debug, Clone)]
-struct Seen {
-    message: String,
-    kind: Option<ErrorKind>,
-    error: String,
-    file: Option<String>,
-}
+mod util;
 
-type Reports = Rc<RefCell<Vec<Seen>>>;
+use util::{only_report, record_reports, run_one_iteration, spin, Reports};
 
-fn record_reports(lp: &EventLoop) -> Reports {
-    let reports: Reports = Rc::default();
-    let r = reports.clone();
-    lp.set_exception_handler(move |_lp, ctx: &ExceptionContext| {
-        r.borrow_mut().push(Seen {
-            message: ctx.message.clone(),
-            kind: ctx.error.as_ref().map(|e| e.kind()),
-            error: ctx
-                .error
-                .as_ref()
-                .map(|e| e.to_string())
-                .unwrap_or_default(),
-            file: ctx.location.map(|l| l.file().to_string()),
-        })
-    });
-    reports
-}
-
-fn run_one_iteration(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
-}
-
-fn spin(lp: &EventLoop, n: usize) {
-    lp.run_until_complete(async move {
-        for _ in 0..n {
-            aioloop::yield_now().await;
-        }
-    })
-    .unwrap();
+/// Exactly one report, naming a place in this file (where the failing task
+/// was created).
+fn assert_one_report_names_this_file(reports: &Reports) {
+    let r = only_report(reports);
+    assert!(
+        r.file.as_deref().is_some_and(|f| f.ends_with("panics.rs")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -72,9 +43,7 @@ fn a_panicking_callback_goes_to_the_handler_and_the_loop_goes_on() {
     run_one_iteration(&lp);
     assert_eq!(after.get(), 2);
 
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    let r = &reports[0];
+    let r = only_report(&reports);
     assert_eq!(r.kind, Some(ErrorKind::Panicked));
     assert!(r.error.contains("boom in callback 7f3a"), "{r:?}");
     assert!(!r.message.is_empty());
@@ -82,7 +51,6 @@ fn a_panicking_callback_goes_to_the_handler_and_the_loop_goes_on() {
         r.file.as_deref().is_some_and(|f| f.ends_with("panics.rs")),
         "the report says where the callback was scheduled: {r:?}"
     );
-    drop(reports);
     lp.close().unwrap();
 }
 
@@ -94,11 +62,9 @@ fn a_panicking_timer_callback_goes_to_the_handler() {
         .unwrap();
     lp.run_until_complete(lp.sleep(Duration::from_millis(10)))
         .unwrap();
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    assert_eq!(reports[0].kind, Some(ErrorKind::Panicked));
-    assert!(reports[0].error.contains("timer boom 19c2"));
-    drop(reports);
+    let r = only_report(&reports);
+    assert_eq!(r.kind, Some(ErrorKind::Panicked));
+    assert!(r.error.contains("timer boom 19c2"));
     lp.close().unwrap();
 }
 
@@ -125,10 +91,7 @@ fn a_non_string_panic_payload_is_still_reported() {
     let reports = record_reports(&lp);
     lp.call_soon(|| std::panic::panic_any(42u32)).unwrap();
     run_one_iteration(&lp);
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1);
-    assert_eq!(reports[0].kind, Some(ErrorKind::Panicked));
-    drop(reports);
+    assert_eq!(only_report(&reports).kind, Some(ErrorKind::Panicked));
     lp.close().unwrap();
 }
 
@@ -189,13 +152,10 @@ fn a_detached_task_that_panics_is_reported() {
     })
     .detach();
     spin(&lp, 3);
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    let r = &reports[0];
+    let r = only_report(&reports);
     assert_eq!(r.message, "Task exception was never retrieved");
     assert_eq!(r.kind, Some(ErrorKind::Panicked));
     assert!(r.error.contains("detached boom 2b7d"), "{r:?}");
-    drop(reports);
     assert_eq!(lp.pending_tasks(), 0);
     lp.close().unwrap();
 }
@@ -207,16 +167,7 @@ fn a_detached_task_report_names_its_creation_site_in_debug_mode() {
     let reports = record_reports(&lp);
     drop(lp.create_task(async { panic!("debug detached") }));
     spin(&lp, 2);
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    assert!(
-        reports[0]
-            .file
-            .as_deref()
-            .is_some_and(|f| f.ends_with("panics.rs")),
-        "{reports:?}"
-    );
-    drop(reports);
+    assert_one_report_names_this_file(&reports);
     lp.close().unwrap();
 }
 
@@ -232,12 +183,10 @@ fn a_panicked_task_whose_handle_is_dropped_unawaited_is_reported() {
         "the handle may still be awaited: nothing to report yet"
     );
     drop(t);
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    assert_eq!(reports[0].message, "Task exception was never retrieved");
-    assert_eq!(reports[0].kind, Some(ErrorKind::Panicked));
-    assert!(reports[0].error.contains("unawaited boom 8c04"));
-    drop(reports);
+    let r = only_report(&reports);
+    assert_eq!(r.message, "Task exception was never retrieved");
+    assert_eq!(r.kind, Some(ErrorKind::Panicked));
+    assert!(r.error.contains("unawaited boom 8c04"));
     lp.close().unwrap();
 }
 
@@ -391,16 +340,7 @@ fn an_unawaited_panicked_task_report_names_its_creation_site_in_debug_mode() {
     let t = lp.create_task(async { panic!("debug unawaited") });
     spin(&lp, 2);
     drop(t);
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    assert!(
-        reports[0]
-            .file
-            .as_deref()
-            .is_some_and(|f| f.ends_with("panics.rs")),
-        "{reports:?}"
-    );
-    drop(reports);
+    assert_one_report_names_this_file(&reports);
     lp.close().unwrap();
 }
 
@@ -413,13 +353,11 @@ fn a_panicking_threadsafe_callback_names_where_it_was_scheduled() {
         .join()
         .unwrap();
     run_one_iteration(&lp);
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    assert!(reports[0].error.contains("remote boom"));
+    let r = only_report(&reports);
+    assert!(r.error.contains("remote boom"));
     // Either no location ("when known") or the right one; never the library's.
-    if let Some(file) = &reports[0].file {
-        assert!(file.ends_with("panics.rs"), "{reports:?}");
+    if let Some(file) = &r.file {
+        assert!(file.ends_with("panics.rs"), "{r:?}");
     }
-    drop(reports);
     lp.close().unwrap();
 }

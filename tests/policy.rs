@@ -3,33 +3,16 @@
 //! custom policies built by wrapping `DefaultEventLoopPolicy`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use aioloop::{
     Backend, ContextPolicy, DefaultEventLoopPolicy, Error, ErrorKind, EventLoop, EventLoopPolicy,
     HostContext, SelectorEventLoopPolicy,
 };
 
-/// The process-wide policy is global: tests that touch it run one at a time.
-static LOCK: Mutex<()> = Mutex::new(());
+mod util;
 
-/// Holds [`LOCK`] and restores the default policy when dropped, even when an
-/// assertion fails.
-struct GlobalPolicy {
-    _lock: MutexGuard<'static, ()>,
-}
-
-fn global_policy() -> GlobalPolicy {
-    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    aioloop::set_event_loop_policy(None);
-    GlobalPolicy { _lock: lock }
-}
-
-impl Drop for GlobalPolicy {
-    fn drop(&mut self) {
-        aioloop::set_event_loop_policy(None);
-    }
-}
+use util::{global_policy, CountingPolicy};
 
 // ---------------------------------------------------------------------------
 // DefaultEventLoopPolicy, used directly
@@ -368,36 +351,12 @@ fn the_global_policy_keeps_one_loop_per_thread() {
 
 // ---------------------------------------------------------------------------
 // Custom policies: wrap DefaultEventLoopPolicy, override some methods
-
-/// Counts calls; otherwise the default policy.
-#[derive(Default)]
-struct CountingPolicy {
-    base: DefaultEventLoopPolicy,
-    gets: AtomicUsize,
-    sets: AtomicUsize,
-    news: AtomicUsize,
-}
-
-impl EventLoopPolicy for CountingPolicy {
-    fn get_event_loop(&self) -> Result<EventLoop, Error> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.base.get_event_loop()
-    }
-    fn set_event_loop(&self, event_loop: Option<EventLoop>) -> Result<(), Error> {
-        self.sets.fetch_add(1, Ordering::SeqCst);
-        self.base.set_event_loop(event_loop)
-    }
-    fn new_event_loop(&self) -> Result<EventLoop, Error> {
-        self.news.fetch_add(1, Ordering::SeqCst);
-        self.base.new_event_loop()
-    }
-}
+// (`CountingPolicy`, shared with other tests, is in `util`)
 
 #[test]
 fn custom_counting_policy_installed_process_wide() {
     let _g = global_policy();
-    let policy = Arc::new(CountingPolicy::default());
-    aioloop::set_event_loop_policy(Some(policy.clone()));
+    let policy = CountingPolicy::install();
     let installed = aioloop::get_event_loop_policy();
     assert!(installed.downcast_ref::<CountingPolicy>().is_some());
     assert!(installed.downcast_ref::<DefaultEventLoopPolicy>().is_none());
@@ -406,22 +365,22 @@ fn custom_counting_policy_installed_process_wide() {
         aioloop::get_event_loop().unwrap_err().kind(),
         ErrorKind::NoCurrentLoop
     );
-    assert_eq!(policy.gets.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.gets(), 1);
 
     let lp = aioloop::new_event_loop().unwrap();
-    assert_eq!(policy.news.load(Ordering::SeqCst), 1);
-    assert_eq!(policy.sets.load(Ordering::SeqCst), 0);
+    assert_eq!(policy.news(), 1);
+    assert_eq!(policy.sets().len(), 0);
 
     aioloop::set_event_loop(Some(lp.clone())).unwrap();
-    assert_eq!(policy.sets.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.sets().len(), 1);
     assert_eq!(aioloop::get_event_loop().unwrap(), lp);
-    assert_eq!(policy.gets.load(Ordering::SeqCst), 2);
+    assert_eq!(policy.gets(), 2);
 
     aioloop::set_event_loop(None).unwrap();
-    assert_eq!(policy.sets.load(Ordering::SeqCst), 2);
+    assert_eq!(policy.sets().len(), 2);
     assert!(aioloop::get_event_loop().is_err());
-    assert_eq!(policy.gets.load(Ordering::SeqCst), 3);
-    assert_eq!(policy.news.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.gets(), 3);
+    assert_eq!(policy.news(), 1);
     lp.close().unwrap();
 }
 
@@ -499,9 +458,8 @@ fn custom_auto_creating_policy_via_module_level_functions() {
 #[test]
 fn custom_policy_loops_are_used_by_run() {
     let _g = global_policy();
-    let policy = Arc::new(CountingPolicy::default());
-    aioloop::set_event_loop_policy(Some(policy.clone()));
+    let policy = CountingPolicy::install();
     let v = aioloop::run(async { 5 }).unwrap();
     assert_eq!(v, 5);
-    assert_eq!(policy.news.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.news(), 1);
 }

@@ -11,19 +11,22 @@ use std::time::Duration;
 
 use aioloop::{ErrorKind, EventLoop};
 
-const GUARD: Duration = Duration::from_secs(10);
+mod util;
 
-/// Stops the loop after `GUARD`, so a missing event fails instead of hanging.
-fn guard(lp: &EventLoop) -> aioloop::TimerHandle {
-    let l2 = lp.clone();
-    lp.call_later(GUARD, move || l2.stop()).unwrap()
-}
+use util::run_forever_guarded;
 
 fn pair() -> (UnixStream, UnixStream) {
     let (a, b) = UnixStream::pair().unwrap();
     a.set_nonblocking(true).unwrap();
     b.set_nonblocking(true).unwrap();
     (a, b)
+}
+
+/// One read of up to 16 bytes, whatever it gives: consumes what the tests
+/// here write (a byte or two) without blocking.
+fn read_once(mut s: &UnixStream) {
+    let mut buf = [0u8; 16];
+    let _ = s.read(&mut buf);
 }
 
 /// Runs several loop iterations, polling the backend in each, plus a short
@@ -62,9 +65,7 @@ fn add_reader_fires_when_data_arrives() {
     })
     .unwrap();
     a.write_all(b"hello").unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(&*got.borrow(), b"hello");
     lp.close().unwrap();
 }
@@ -107,9 +108,7 @@ fn add_reader_works_on_a_pipe() {
         }
     })
     .unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     child.wait().unwrap();
     assert_eq!(&*got.borrow(), b"through-a-pipe");
     lp.close().unwrap();
@@ -142,9 +141,7 @@ fn add_reader_is_level_triggered() {
     .unwrap();
     let data: Vec<u8> = (0..N as u8).collect();
     a.write_all(&data).unwrap(); // all at once: one edge only
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(*got.borrow(), data);
     assert_eq!(
         calls.get(),
@@ -173,9 +170,7 @@ fn an_unread_fd_keeps_calling_its_reader() {
     })
     .unwrap();
     a.write_all(b"x").unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(calls.get(), 10);
     lp.remove_reader(b.as_raw_fd()).unwrap();
     lp.close().unwrap();
@@ -231,9 +226,7 @@ fn add_writer_fires_on_a_writable_socket() {
         l2.stop();
     })
     .unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert!(wrote.get());
     let mut buf = [0u8; 4];
     assert_eq!((&b).read(&mut buf).unwrap(), 1);
@@ -251,8 +244,7 @@ fn reader_and_writer_on_the_same_fd_are_independent() {
     let (l2, r2) = (lp.clone(), reads.clone());
     let s2 = s.try_clone().unwrap();
     lp.add_reader(fd, move || {
-        let mut buf = [0u8; 16];
-        let _ = (&s2).read(&mut buf);
+        read_once(&s2);
         r2.set(r2.get() + 1);
         l2.stop();
     })
@@ -268,9 +260,7 @@ fn reader_and_writer_on_the_same_fd_are_independent() {
     assert_eq!(writes.get(), 1);
     assert_eq!(reads.get(), 0);
     peer.write_all(b"r").unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(reads.get(), 1);
     // Removing the writer left the reader in place.
     assert!(lp.remove_reader(fd).unwrap());
@@ -294,8 +284,7 @@ fn add_reader_again_replaces_the_reader() {
     let second = Rc::new(Cell::new(0));
     let (l2, s2) = (lp.clone(), second.clone());
     lp.add_reader(fd, move || {
-        let mut buf = [0u8; 8];
-        let _ = (&b).read(&mut buf);
+        read_once(&b);
         s2.set(s2.get() + 1);
         l2.stop();
     })
@@ -306,9 +295,7 @@ fn add_reader_again_replaces_the_reader() {
         "the replaced reader (and what it captured) is dropped"
     );
     a.write_all(b"x").unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(first.get(), 0);
     assert_eq!(second.get(), 1);
     assert!(lp.remove_reader(fd).unwrap());
@@ -438,9 +425,7 @@ fn peer_hang_up_wakes_the_reader() {
         let _ = &l3;
     })
     .unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert!(eof.get(), "read() returned 0 after the peer hung up");
     lp.close().unwrap();
 }
@@ -463,15 +448,12 @@ fn a_panicking_reader_is_reported_and_keeps_its_registration() {
         if c2.get() == 1 {
             panic!("reader boom");
         }
-        let mut buf = [0u8; 8];
-        let _ = (&b).read(&mut buf);
+        read_once(&b);
         l2.stop();
     })
     .unwrap();
     a.write_all(b"x").unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(reports.get(), 1);
     assert_eq!(
         calls.get(),
@@ -492,8 +474,7 @@ fn a_busy_loop_still_dispatches_readiness_callbacks() {
     let fired = Rc::new(Cell::new(false));
     let f2 = fired.clone();
     lp.add_reader(fd, move || {
-        let mut buf = [0u8; 8];
-        let _ = (&b).read(&mut buf);
+        read_once(&b);
         f2.set(true);
     })
     .unwrap();
@@ -525,8 +506,7 @@ fn stop_then_run_forever_dispatches_ready_io() {
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     lp.add_reader(fd, move || {
-        let mut buf = [0u8; 8];
-        let _ = (&b).read(&mut buf);
+        read_once(&b);
         c.set(c.get() + 1);
     })
     .unwrap();

@@ -5,74 +5,31 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aioloop::{
-    DefaultEventLoopPolicy, Error, ErrorKind, EventLoop, EventLoopPolicy, ExceptionContext,
-    ExecutorFuture, Runner, Task, TaskContextId,
+    Error, ErrorKind, EventLoop, EventLoopPolicy, ExecutorFuture, Runner, Task, TaskContextId,
 };
 
-/// `run` and `Runner::new` go through the process-wide policy, which some
-/// tests replace: every test here runs alone.
-static LOCK: Mutex<()> = Mutex::new(());
+mod util;
 
-/// Holds [`LOCK`] and restores the default policy when dropped, even when an
-/// assertion fails.
-struct GlobalPolicy {
-    _lock: MutexGuard<'static, ()>,
-}
-
-fn global_policy() -> GlobalPolicy {
-    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    aioloop::set_event_loop_policy(None);
-    GlobalPolicy { _lock: lock }
-}
-
-impl Drop for GlobalPolicy {
-    fn drop(&mut self) {
-        aioloop::set_event_loop_policy(None);
-    }
-}
-
-/// The default policy, counting `set_event_loop` and `new_event_loop` calls.
-#[derive(Default)]
-struct CountingPolicy {
-    base: DefaultEventLoopPolicy,
-    sets: Mutex<Vec<bool>>,
-    news: AtomicUsize,
-}
-
-impl CountingPolicy {
-    fn install() -> Arc<CountingPolicy> {
-        let policy = Arc::new(CountingPolicy::default());
-        aioloop::set_event_loop_policy(Some(policy.clone()));
-        policy
-    }
-
-    /// One entry per `set_event_loop` call: `true` for `Some(loop)`.
-    fn sets(&self) -> Vec<bool> {
-        self.sets.lock().unwrap().clone()
-    }
-}
-
-impl EventLoopPolicy for CountingPolicy {
-    fn get_event_loop(&self) -> Result<EventLoop, Error> {
-        self.base.get_event_loop()
-    }
-    fn set_event_loop(&self, event_loop: Option<EventLoop>) -> Result<(), Error> {
-        self.sets.lock().unwrap().push(event_loop.is_some());
-        self.base.set_event_loop(event_loop)
-    }
-    fn new_event_loop(&self) -> Result<EventLoop, Error> {
-        self.news.fetch_add(1, Ordering::SeqCst);
-        self.base.new_event_loop()
-    }
-}
+// `run` and `Runner::new` go through the process-wide policy, which some
+// tests replace: every test here takes `global_policy()` and runs alone.
+use util::{global_policy, only_report, record_reports_into, CountingPolicy, DropFlag, Reports};
 
 /// Keeps a value produced inside `main` for the test to look at after `run`.
 fn slot<T>() -> Rc<RefCell<Option<T>>> {
     Rc::new(RefCell::new(None))
+}
+
+/// Fails unless `task` is done and its result is `Cancelled`.
+fn assert_cancelled(task: &mut Task<()>) {
+    assert!(task.done());
+    assert_eq!(
+        task.try_result().unwrap().unwrap_err().kind(),
+        ErrorKind::Cancelled
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -126,11 +83,7 @@ fn run_main_panics_still_cancels_leftover_tasks() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Panicked);
     let mut task = leftover.borrow_mut().take().unwrap();
-    assert!(task.done());
-    assert_eq!(
-        task.try_result().unwrap().unwrap_err().kind(),
-        ErrorKind::Cancelled
-    );
+    assert_cancelled(&mut task);
 }
 
 #[test]
@@ -169,17 +122,10 @@ fn run_cancels_hanging_tasks() {
     let leftover = slot::<Task<()>>();
     let dropped = Rc::new(Cell::new(false));
 
-    struct SetOnDrop(Rc<Cell<bool>>);
-    impl Drop for SetOnDrop {
-        fn drop(&mut self) {
-            self.0.set(true);
-        }
-    }
-
     let (l, d) = (leftover.clone(), dropped.clone());
     let v = aioloop::run(async move {
         let lp = aioloop::get_running_loop().unwrap();
-        let guard = SetOnDrop(d);
+        let guard = DropFlag(d);
         *l.borrow_mut() = Some(lp.create_task(async move {
             let _guard = guard;
             aioloop::sleep(Duration::from_secs(3600)).await;
@@ -192,9 +138,7 @@ fn run_cancels_hanging_tasks() {
     assert_eq!(v, 123);
     assert!(dropped.get(), "the leftover task's future was dropped");
     let mut task = leftover.borrow_mut().take().unwrap();
-    assert!(task.done());
-    let err = task.try_result().unwrap().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    assert_cancelled(&mut task);
 }
 
 #[test]
@@ -236,39 +180,51 @@ impl Drop for PanicOnDrop {
     }
 }
 
-type Reports = Rc<RefCell<Vec<ExceptionContext>>>;
-
-fn install_recording_handler(reports: &Reports) {
-    let r = reports.clone();
-    aioloop::get_running_loop()
-        .unwrap()
-        .set_exception_handler(move |_, ctx| r.borrow_mut().push(ctx.clone()));
+/// A future that never finishes and panics when it is dropped (by
+/// cancellation), polled or not.
+fn panics_when_cancelled() -> impl std::future::Future<Output = ()> {
+    let guard = PanicOnDrop;
+    async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    }
 }
 
 #[test]
 fn run_reports_errors_of_detached_hanging_tasks() {
     let _g = global_policy();
-    let reports: Reports = Rc::new(RefCell::new(Vec::new()));
+    let reports: Reports = Rc::default();
     let r = reports.clone();
     let v = aioloop::run(async move {
-        install_recording_handler(&r);
         let lp = aioloop::get_running_loop().unwrap();
-        let guard = PanicOnDrop;
-        lp.create_task(async move {
-            let _guard = guard;
-            std::future::pending::<()>().await;
-        })
-        .detach();
+        record_reports_into(&lp, &r);
+        lp.create_task(panics_when_cancelled()).detach();
         aioloop::yield_now().await;
         123
     })
     .unwrap();
     assert_eq!(v, 123);
-    let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    let err = reports[0].error.as_ref().unwrap();
-    assert_eq!(err.kind(), ErrorKind::Panicked);
-    assert!(err.message().contains("boom while cancelling"), "{err}");
+    let report = only_report(&reports);
+    assert_eq!(report.kind, Some(ErrorKind::Panicked));
+    assert!(report.error.contains("boom while cancelling"), "{report:?}");
+}
+
+/// Runs a `main` that leaves behind a task whose future panics when it is
+/// cancelled, with the exception handler recording; returns what it recorded
+/// and the task, still referenced.
+fn run_leaving_a_referenced_task_that_panics_when_cancelled() -> (Reports, Task<()>) {
+    let reports: Reports = Rc::default();
+    let leftover = slot::<Task<()>>();
+    let (r, l) = (reports.clone(), leftover.clone());
+    aioloop::run(async move {
+        let lp = aioloop::get_running_loop().unwrap();
+        record_reports_into(&lp, &r);
+        *l.borrow_mut() = Some(lp.create_task(panics_when_cancelled()));
+        aioloop::yield_now().await;
+    })
+    .unwrap();
+    let task = leftover.borrow_mut().take().unwrap();
+    (reports, task)
 }
 
 /// CPython's `test_asyncio_run_reports_hanging_tasks_errors` keeps a
@@ -278,21 +234,7 @@ fn run_reports_errors_of_detached_hanging_tasks() {
 #[test]
 fn run_keeps_the_error_of_a_referenced_hanging_task() {
     let _g = global_policy();
-    let reports: Reports = Rc::new(RefCell::new(Vec::new()));
-    let leftover = slot::<Task<()>>();
-    let (r, l) = (reports.clone(), leftover.clone());
-    aioloop::run(async move {
-        install_recording_handler(&r);
-        let lp = aioloop::get_running_loop().unwrap();
-        let guard = PanicOnDrop;
-        *l.borrow_mut() = Some(lp.create_task(async move {
-            let _guard = guard;
-            std::future::pending::<()>().await;
-        }));
-        aioloop::yield_now().await;
-    })
-    .unwrap();
-    let mut task = leftover.borrow_mut().take().unwrap();
+    let (_reports, mut task) = run_leaving_a_referenced_task_that_panics_when_cancelled();
     assert!(task.done());
     // The panic during cancellation is not swallowed as a plain Cancelled.
     let err = task.try_result().unwrap().unwrap_err();
@@ -303,23 +245,9 @@ fn run_keeps_the_error_of_a_referenced_hanging_task() {
 #[test]
 fn run_reports_errors_of_referenced_hanging_tasks() {
     let _g = global_policy();
-    let reports: Reports = Rc::new(RefCell::new(Vec::new()));
-    let leftover = slot::<Task<()>>();
-    let (r, l) = (reports.clone(), leftover.clone());
-    aioloop::run(async move {
-        install_recording_handler(&r);
-        let lp = aioloop::get_running_loop().unwrap();
-        let guard = PanicOnDrop;
-        *l.borrow_mut() = Some(lp.create_task(async move {
-            let _guard = guard;
-            std::future::pending::<()>().await;
-        }));
-        aioloop::yield_now().await;
-    })
-    .unwrap();
+    let (reports, task) = run_leaving_a_referenced_task_that_panics_when_cancelled();
     // As asyncio: reported during run()'s shutdown, lo_task still referenced.
     let n = reports.borrow().len();
-    let task = leftover.borrow_mut().take();
     drop(task);
     assert_eq!(n, 1, "{:?}", reports.borrow());
 }
@@ -339,7 +267,7 @@ fn run_calls_the_policys_set_event_loop_and_clears_it() {
     .unwrap();
     // set_event_loop(loop), then set_event_loop(None) at close.
     assert_eq!(policy.sets(), vec![true, false]);
-    assert_eq!(policy.news.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.news(), 1);
     assert!(policy.get_event_loop().is_err());
 }
 
@@ -373,7 +301,7 @@ fn run_of_a_runner_with_a_loop_factory() {
     assert!(made.is_closed());
     // The policy was neither asked for a loop nor told about this one.
     assert!(policy.sets().is_empty(), "{:?}", policy.sets());
-    assert_eq!(policy.news.load(Ordering::SeqCst), 0);
+    assert_eq!(policy.news(), 0);
 }
 
 #[test]
@@ -403,7 +331,7 @@ fn runner_failing_factory_does_not_fall_back_to_the_policy() {
     let err = runner.get_loop().unwrap_err();
     assert_eq!(err.message(), "factory says no");
     let second = runner.get_loop();
-    let fell_back = policy.news.load(Ordering::SeqCst);
+    let fell_back = policy.news();
     if let Ok(lp) = &second {
         let _ = runner.close();
         assert!(lp.is_closed());
@@ -548,7 +476,7 @@ fn runner_sets_the_event_loop_once() {
     runner.run(async {}).unwrap();
     runner.run(async {}).unwrap();
     assert_eq!(policy.sets(), vec![true]);
-    assert_eq!(policy.news.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.news(), 1);
     runner.close().unwrap();
     assert_eq!(policy.sets(), vec![true, false]);
 }
@@ -673,7 +601,7 @@ fn runner_close_before_any_run_makes_no_loop() {
     let policy = CountingPolicy::install();
     let mut runner = Runner::new();
     runner.close().unwrap();
-    assert_eq!(policy.news.load(Ordering::SeqCst), 0);
+    assert_eq!(policy.news(), 0);
     assert!(policy.sets().is_empty());
     assert_eq!(runner.run(async {}).unwrap_err().kind(), ErrorKind::Closed);
 }
@@ -708,11 +636,7 @@ fn runner_drop_cancels_leftover_tasks() {
     let mut task = kept.borrow_mut().take().unwrap();
     assert!(!task.done());
     drop(runner);
-    assert!(task.done());
-    assert_eq!(
-        task.try_result().unwrap().unwrap_err().kind(),
-        ErrorKind::Cancelled
-    );
+    assert_cancelled(&mut task);
 }
 
 #[test]
@@ -720,11 +644,11 @@ fn runner_get_loop_is_lazy_and_stable() {
     let _g = global_policy();
     let policy = CountingPolicy::install();
     let mut runner = Runner::new();
-    assert_eq!(policy.news.load(Ordering::SeqCst), 0);
+    assert_eq!(policy.news(), 0);
     let a = runner.get_loop().unwrap();
     let b = runner.get_loop().unwrap();
     assert_eq!(a, b);
-    assert_eq!(policy.news.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.news(), 1);
     // get_loop alone makes the loop current (asyncio's _lazy_init).
     assert_eq!(aioloop::get_event_loop().unwrap(), a);
     runner.close().unwrap();

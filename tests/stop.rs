@@ -6,17 +6,14 @@ use std::time::Duration;
 
 use aioloop::{ErrorKind, EventLoop};
 
-type Log = Rc<RefCell<Vec<&'static str>>>;
+mod util;
 
-fn push(log: &Log, what: &'static str) -> impl FnOnce() + 'static {
-    let log = log.clone();
-    move || log.borrow_mut().push(what)
-}
+use util::{log, push};
 
 #[test]
 fn stop_finishes_the_current_iteration() {
     let lp = EventLoop::new().unwrap();
-    let log: Log = Rc::default();
+    let log = log();
     let (l2, log2) = (lp.clone(), log.clone());
     lp.call_soon(move || {
         log2.borrow_mut().push("A");
@@ -44,7 +41,7 @@ fn stop_finishes_the_current_iteration() {
 #[test]
 fn stop_finishes_the_iteration_even_for_due_timers() {
     let lp = EventLoop::new().unwrap();
-    let log: Log = Rc::default();
+    let log = log();
     let when = lp.time() + Duration::from_millis(2);
     let (l2, log2) = (lp.clone(), log.clone());
     lp.call_at(when, move || {
@@ -61,7 +58,7 @@ fn stop_finishes_the_iteration_even_for_due_timers() {
 #[test]
 fn stop_before_run_forever_runs_one_iteration() {
     let lp = EventLoop::new().unwrap();
-    let log: Log = Rc::default();
+    let log = log();
     let (l2, log2) = (lp.clone(), log.clone());
     lp.call_soon(move || {
         log2.borrow_mut().push("A");
@@ -271,7 +268,7 @@ fn stop_from_a_task_ends_run_forever() {
 #[test]
 fn run_until_complete_finishes_the_iteration_its_future_completed_in() {
     let lp = EventLoop::new().unwrap();
-    let log: Log = Rc::default();
+    let log = log();
     lp.call_soon(push(&log, "before")).unwrap();
     // Due at once: moved to the ready queue behind the main future, in the
     // same (first) iteration.

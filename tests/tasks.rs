@@ -7,28 +7,9 @@ use std::time::Duration;
 
 use aioloop::{ErrorKind, EventLoop, Task};
 
-struct DropFlag(Rc<Cell<bool>>);
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.set(true);
-    }
-}
+mod util;
 
-/// Runs exactly one iteration (asyncio's `stop(); run_forever()`).
-fn run_one_iteration(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
-}
-
-/// Runs the loop for `n + 1` iterations.
-fn spin(lp: &EventLoop, n: usize) {
-    lp.run_until_complete(async move {
-        for _ in 0..n {
-            aioloop::yield_now().await;
-        }
-    })
-    .unwrap();
-}
+use util::{run_one_iteration, spin, DropFlag};
 
 #[test]
 fn create_task_returns_the_result() {

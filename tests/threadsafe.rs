@@ -6,34 +6,15 @@
 //! test instead of hanging the suite.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use aioloop::{ErrorKind, EventLoop, ThreadsafeHandle};
 
-const LIMIT: Duration = Duration::from_secs(10);
+mod util;
 
-/// Runs `f` (which builds and runs its own loop) on a new thread; fails if it
-/// does not finish within `LIMIT`, and re-raises its panic if it panicked.
-fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        let v = f();
-        let _ = tx.send(());
-        v
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what}: the loop did not finish within {LIMIT:?} (lost wake-up?)")
-        }
-    }
-}
+use util::{bounded, LIMIT};
 
 #[test]
 fn threadsafe_handle_is_send_sync_and_clone() {

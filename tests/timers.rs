@@ -13,13 +13,9 @@ use std::time::{Duration, Instant};
 
 use aioloop::{ErrorKind, EventLoop};
 
-const GUARD: Duration = Duration::from_secs(10);
+mod util;
 
-/// Stops the loop after `GUARD`, so a broken timer fails instead of hanging.
-fn guard(lp: &EventLoop) -> aioloop::TimerHandle {
-    let l2 = lp.clone();
-    lp.call_later(GUARD, move || l2.stop()).unwrap()
-}
+use util::{guard, run_forever_guarded, DropFlag, GUARD};
 
 #[test]
 fn timers_fire_in_deadline_order() {
@@ -37,9 +33,7 @@ fn timers_fire_in_deadline_order() {
     let l2 = lp.clone();
     lp.call_at(base + Duration::from_millis(31), move || l2.stop())
         .unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(*order.borrow(), [1, 5, 10, 15, 20, 25, 30]);
     lp.close().unwrap();
 }
@@ -58,9 +52,7 @@ fn timers_due_at_the_same_instant_fire_in_scheduling_order() {
     }
     let l2 = lp.clone();
     lp.call_at(when, move || l2.stop()).unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     let firsts: Vec<i32> = (0..50).filter(|i| i % 5 == 0).collect();
     let rest: Vec<i32> = (0..50).filter(|i| i % 5 != 0).collect();
     let expected: Vec<i32> = firsts.into_iter().chain(rest).collect();
@@ -128,9 +120,7 @@ fn call_at_fires_no_earlier_than_when() {
         })
         .unwrap();
     assert_eq!(t.when(), when);
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     let fired_at = seen.get().expect("the timer fired");
     assert!(fired_at >= when, "fired {:?} early", when - fired_at);
     lp.close().unwrap();
@@ -234,9 +224,7 @@ fn call_at_in_the_past_fires() {
         l2.stop();
     })
     .unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert!(ran.get());
     lp.close().unwrap();
 }
@@ -268,9 +256,7 @@ fn many_cancelled_timers_do_not_disturb_the_live_ones() {
     let l2 = lp.clone();
     lp.call_at(base + Duration::from_millis(25), move || l2.stop())
         .unwrap();
-    let g = guard(&lp);
-    lp.run_forever().unwrap();
-    g.cancel();
+    run_forever_guarded(&lp);
     assert_eq!(cancelled_ran.get(), 0);
     assert_eq!(*order.borrow(), [0, 1, 2, 3, 4]);
     lp.close().unwrap();
@@ -375,13 +361,6 @@ fn timeout_returns_the_value_when_the_future_finishes_in_time() {
         .unwrap();
     assert_eq!(r.unwrap(), 5);
     lp.close().unwrap();
-}
-
-struct DropFlag(Rc<Cell<bool>>);
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.set(true);
-    }
 }
 
 #[test]

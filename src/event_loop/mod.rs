@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) default_ctx: Cell<TaskContextId>,
     /// The contexts of the other tasks, by slab key.
     pub(crate) task_contexts: RefCell<HashMap<usize, TaskContextId>>,
+    /// The task being polled (see `task::sleep_target`).
+    pub(crate) current_task: Cell<crate::task::CurrentTask>,
     /// Where each task was created, recorded only in debug mode.
     pub(crate) debug_locations: RefCell<HashMap<usize, &'static Location<'static>>>,
     pub(crate) remote: Arc<Remote>,
@@ -273,6 +275,7 @@ impl LoopBuilder {
                 timers: RefCell::new(TimerHeap::default()),
                 tasks: RefCell::new(Slab::new()),
                 debug_locations: RefCell::new(HashMap::new()),
+                current_task: Cell::new(crate::task::CurrentTask::default()),
                 default_ctx: Cell::new(crate::context::current_task_context()),
                 task_contexts: RefCell::new(HashMap::new()),
                 remote,

@@ -259,7 +259,7 @@ impl EventLoop {
                 inner
                     .timers
                     .borrow_mut()
-                    .next_deadline()
+                    .next_deadline(&inner.tasks.borrow())
                     .map(|when| when.saturating_duration_since(Instant::now()))
             };
             self.poll_backend(timeout);
@@ -271,7 +271,9 @@ impl EventLoop {
             if !timers.is_empty() {
                 let now = Instant::now();
                 let mut ready = inner.ready.borrow_mut();
-                timers.pop_due(now, |fired| {
+                let mut tasks = inner.tasks.borrow_mut();
+                timers.maybe_compact(&tasks);
+                timers.pop_due(now, &mut tasks, |fired| {
                     ready.push_back(match fired {
                         Fired::Callback(cb) => Ready::Callback(cb),
                         Fired::Task(key) => Ready::WakeTask(key),
