@@ -101,6 +101,8 @@ struct Repr {
     source: Option<std::sync::Arc<io::Error>>,
     /// Already given to an exception handler: do not report it again.
     reported: bool,
+    /// Where the failed task was created (debug mode only).
+    location: Option<&'static std::panic::Location<'static>>,
 }
 
 impl Error {
@@ -120,6 +122,7 @@ impl Error {
                 message: message.into(),
                 source: None,
                 reported: false,
+                location: None,
             }),
         }
     }
@@ -193,6 +196,7 @@ impl Error {
                 message: format!("{context}: {err}").into(),
                 source: Some(std::sync::Arc::new(err)),
                 reported: false,
+                location: None,
             }),
         }
     }
@@ -203,6 +207,14 @@ impl Error {
 
     pub(crate) fn mark_reported(&mut self) {
         self.repr.reported = true;
+    }
+
+    pub(crate) fn set_location(&mut self, location: &'static std::panic::Location<'static>) {
+        self.repr.location = Some(location);
+    }
+
+    pub(crate) fn location(&self) -> Option<&'static std::panic::Location<'static>> {
+        self.repr.location
     }
 
     pub(crate) fn closed() -> Error {

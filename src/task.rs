@@ -257,6 +257,9 @@ fn finish<F: Future>(
             let lp = EventLoop { inner: lp.clone() };
             report(&lp, message, err.clone(), location);
             err.mark_reported();
+        } else if let Some(location) = location {
+            // Debug mode: the handle may report it later, when dropped unread.
+            err.set_location(location);
         }
     }
     result
@@ -307,8 +310,7 @@ pub(crate) fn spawn<F: Future + 'static>(
     }
     Task {
         raw: Some(task.fallible()),
-        key,
-        location,
+        key: u32::try_from(key).unwrap_or(u32::MAX),
         lp: lp.clone(),
         _not_send: PhantomData,
     }
@@ -344,8 +346,8 @@ pub(crate) fn spawn<F: Future + 'static>(
 #[must_use = "a dropped Task keeps running detached; bind it to `_task` or call `.detach()` to say so"]
 pub struct Task<T> {
     raw: Option<async_task::FallibleTask<Result<T, Error>>>,
-    key: usize,
-    location: &'static Location<'static>,
+    // 24 bytes in all: handles are often kept in arrays inside futures.
+    key: u32,
     lp: EventLoop,
     _not_send: PhantomData<*const ()>,
 }
@@ -372,7 +374,7 @@ impl<T> Task<T> {
         }
         let waker = {
             let mut tasks = self.lp.inner.tasks.borrow_mut();
-            match tasks.get_mut(self.key) {
+            match tasks.get_mut(self.key as usize) {
                 Some(entry) => {
                     entry.cancel_requested = true;
                     entry.waker.take()
@@ -493,18 +495,19 @@ impl<T> Drop for Task<T> {
             let mut cx = Context::from_waker(futures::task::noop_waker_ref());
             if let Poll::Ready(Some(Err(err))) = Pin::new(&mut raw).poll(&mut cx) {
                 if err.is_panic() && !err.is_reported() {
+                    let location = err.location();
                     report(
                         &self.lp,
                         "Task exception was never retrieved",
                         err,
-                        Some(self.location),
+                        location,
                     );
                 }
             }
             return;
         }
         if let Ok(mut tasks) = self.lp.inner.tasks.try_borrow_mut() {
-            if let Some(entry) = tasks.get_mut(self.key) {
+            if let Some(entry) = tasks.get_mut(self.key as usize) {
                 entry.detached = true;
             }
         }

@@ -220,10 +220,10 @@ impl TimerHeap {
             let old = self.cancel_sleep(id, tasks);
             return (self.push_sleep(when, target, tasks), old);
         }
-        let Some(slot) = self.sleeps.get(id.key as usize) else {
-            return (id, None);
+        let old = match self.sleeps.get(id.key as usize) {
+            Some(slot) => slot.target,
+            None => return (id, None),
         };
-        let old = slot.target;
         match (&target, old & OWN_WAKER != 0) {
             (SleepTarget::Task(key), false) if *key == old => return (id, None),
             (SleepTarget::Waker(w), true) => {
@@ -253,7 +253,7 @@ impl TimerHeap {
             return None;
         }
         self.stale += 1;
-        if id.key & IN_TASK != 0 {
+        let old = if id.key & IN_TASK != 0 {
             if let Some(entry) = tasks.get_mut((id.key & KEY_MASK) as usize) {
                 entry.sleep_seq = 0;
             }
@@ -261,7 +261,9 @@ impl TimerHeap {
         } else {
             let slot = self.sleeps.remove(id.key as usize);
             self.drop_slot_target(slot.target)
-        }
+        };
+        self.maybe_compact(tasks);
+        old
     }
 
     /// Drops stale entries when they are more than half of a large heap.

@@ -22,8 +22,10 @@ use crate::{Error, ErrorKind};
 /// 61 ticks for the same reason).
 const POLL_INTERVAL: u32 = 61;
 
-/// A ready queue with more room than this, three quarters unused, is shrunk.
-const SHRINK_ABOVE: usize = 4096;
+/// A ready queue with room for more than this many entries (1.5 MiB), three
+/// quarters unused, is shrunk back to this size: big bursts give their memory
+/// back, ordinary ones do not pay for regrowing the queue every time.
+const SHRINK_ABOVE: usize = 65_536;
 
 thread_local! {
     /// The loop running on this thread, if any.
@@ -302,7 +304,7 @@ impl EventLoop {
         // leave a million-slot queue behind).
         let mut ready = inner.ready.borrow_mut();
         if ready.capacity() > SHRINK_ABOVE && ready.len() * 4 < ready.capacity() {
-            let keep = (ready.len() * 2).max(SHRINK_ABOVE / 2);
+            let keep = (ready.len() * 2).max(SHRINK_ABOVE);
             ready.shrink_to(keep);
         }
     }

@@ -1,0 +1,522 @@
+//! The benchmarks, each a function generic over [`Runtime`].
+//!
+//! Adding a benchmark = one generic function plus one line in the
+//! `benches!` table at the bottom (name, kind, unit, sizes, description).
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+
+use crate::runtimes::Runtime;
+use crate::sys;
+
+/// What a benchmark measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Nanoseconds per operation (lower is better).
+    Time,
+    /// Bytes of resident memory per item (lower is better).
+    Memory,
+}
+
+/// A benchmark's size: `n` and `m` mean what its description says; `reps`
+/// is how many timed repetitions follow one untimed warm-up repetition.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    /// The main count.
+    pub n: usize,
+    /// The second count (batch size, depth...), where there is one.
+    pub m: usize,
+    /// Timed repetitions (time benchmarks only).
+    pub reps: u32,
+}
+
+const fn size(n: usize, m: usize, reps: u32) -> Size {
+    Size { n, m, reps }
+}
+
+/// One measurement, printed by the child as a `RESULT` line.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// ns/op (time) or bytes/item (memory).
+    pub value: f64,
+    /// Operations (or items) measured.
+    pub ops: u64,
+    /// Wall time of the timed part (0 for memory benchmarks).
+    pub elapsed_ns: u128,
+    /// Peak RSS of the child (VmHWM), in KiB.
+    pub peak_rss_kb: u64,
+    /// Free-form `key=value` pairs without spaces, comma separated.
+    pub extra: String,
+}
+
+/// A benchmark's description.
+#[derive(Debug, Clone, Copy)]
+pub struct Bench {
+    /// As on the command line and in the tables.
+    pub name: &'static str,
+    /// Time or memory.
+    pub kind: Kind,
+    /// The unit of the reported value.
+    pub unit: &'static str,
+    /// Sizes of the full run.
+    pub full: Size,
+    /// Sizes of `--smoke`.
+    pub smoke: Size,
+    /// What it does.
+    pub about: &'static str,
+    /// What peers without asyncio callbacks run instead, when that differs.
+    pub peers: Option<&'static str>,
+}
+
+// ---------------------------------------------------------------------------
+// Harnesses
+
+/// Runs `body` once untimed (warm-up), then `reps` times timed, on one fresh
+/// runtime. Reports the median repetition's time per operation: robust to a
+/// repetition disturbed by something else on the machine. The mean and the
+/// fastest and slowest repetitions go to `extra`.
+fn timed<R, B, F>(s: Size, ops_per_rep: u64, body: B) -> Outcome
+where
+    R: Runtime,
+    B: Fn(R::Handle) -> F + 'static,
+    F: Future<Output = ()>,
+{
+    let reps = s.reps.max(1);
+    let mut times = R::block_on(move |h| async move {
+        body(h.clone()).await;
+        let mut times = Vec::with_capacity(reps as usize);
+        for _ in 0..reps {
+            let rep = Instant::now();
+            body(h.clone()).await;
+            times.push(rep.elapsed());
+        }
+        times
+    });
+    times.sort();
+    let per_op = |d: Duration| d.as_nanos() as f64 / ops_per_rep as f64;
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        per_op(times[n / 2])
+    } else {
+        (per_op(times[n / 2 - 1]) + per_op(times[n / 2])) / 2.0
+    };
+    let total: Duration = times.iter().sum();
+    let ops = ops_per_rep * u64::from(reps);
+    Outcome {
+        value: median,
+        ops,
+        elapsed_ns: total.as_nanos(),
+        peak_rss_kb: sys::peak_rss_kb(),
+        extra: format!(
+            "mean={:.1},fastest_rep={:.1},slowest_rep={:.1}",
+            total.as_nanos() as f64 / ops as f64,
+            per_op(times[0]),
+            per_op(times[n - 1])
+        ),
+    }
+}
+
+thread_local! {
+    /// How many of the memory benchmark's tasks have started.
+    static STARTED: Cell<usize> = const { Cell::new(0) };
+}
+
+fn started() {
+    STARTED.with(|c| c.set(c.get() + 1));
+}
+
+/// How many times the memory harness yields after the last task started,
+/// before it reads the resident set.
+const SETTLE_YIELDS: usize = 8;
+
+/// Creates `n` items with `create`, waits until `expect_started` tasks have
+/// run their first step and the runtime has turned a few more times, and
+/// reports the resident-memory growth per item.
+fn memory<R, C>(n: usize, expect_started: usize, create: C) -> Outcome
+where
+    R: Runtime,
+    C: FnOnce(&R::Handle, usize) + 'static,
+{
+    let (before, after) = R::block_on(move |h| async move {
+        // Let the runtime initialise what it does lazily.
+        R::yield_now().await;
+        let before = sys::rss_kb();
+        create(&h, n);
+        while STARTED.with(Cell::get) < expect_started {
+            R::yield_now().await;
+        }
+        // Steady state: let the runtime finish the iterations that ran the
+        // burst (a runtime may give back queue memory at their end).
+        for _ in 0..SETTLE_YIELDS {
+            R::yield_now().await;
+        }
+        (before, sys::rss_kb())
+    });
+    let delta_kb = after.saturating_sub(before);
+    Outcome {
+        value: delta_kb as f64 * 1024.0 / n as f64,
+        ops: n as u64,
+        elapsed_ns: 0,
+        peak_rss_kb: sys::peak_rss_kb(),
+        extra: format!("rss_before_kb={before},rss_after_kb={after}"),
+    }
+}
+
+/// Counts finished tasks and fires `done` when the last one finishes.
+#[derive(Clone)]
+struct Countdown {
+    left: Rc<Cell<usize>>,
+    done: Rc<RefCell<Option<oneshot::Sender<()>>>>,
+}
+
+impl Countdown {
+    fn new(n: usize) -> (Countdown, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let c = Countdown {
+            left: Rc::new(Cell::new(n)),
+            done: Rc::new(RefCell::new(Some(tx))),
+        };
+        if n == 0 {
+            c.fire();
+        }
+        (c, rx)
+    }
+
+    fn tick(&self) {
+        let left = self.left.get() - 1;
+        self.left.set(left);
+        if left == 0 {
+            self.fire();
+        }
+    }
+
+    fn fire(&self) {
+        if let Some(tx) = self.done.borrow_mut().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Time benchmarks
+
+/// `n` batches of `m` empty tasks, each batch spawned then joined in order.
+fn spawn_many<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, (s.n * s.m) as u64, move |h| async move {
+        for _ in 0..s.n {
+            let joins: Vec<R::Join<()>> = (0..s.m).map(|_| R::spawn(&h, async {})).collect();
+            for j in joins {
+                j.await;
+            }
+        }
+    })
+}
+
+/// `n` tasks each yielding `m` times, all joined.
+fn yield_many<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, (s.n * s.m) as u64, move |h| async move {
+        let joins: Vec<R::Join<()>> = (0..s.n)
+            .map(|_| {
+                R::spawn(&h, async move {
+                    for _ in 0..s.m {
+                        R::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for j in joins {
+            j.await;
+        }
+    })
+}
+
+/// `n` pairs of tasks: A spawns B, sends on one oneshot, B answers on the
+/// other (tokio's `ping_pong` benchmark). One op = one pair's exchange.
+fn ping_pong<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, s.n as u64, move |h| async move {
+        let (count, done) = Countdown::new(s.n);
+        for _ in 0..s.n {
+            let (h2, count) = (h.clone(), count.clone());
+            R::spawn_detached(&h, async move {
+                let (tx1, rx1) = oneshot::channel::<()>();
+                let (tx2, rx2) = oneshot::channel::<()>();
+                R::spawn_detached(&h2, async move {
+                    rx1.await.expect("ping");
+                    tx2.send(()).expect("pong");
+                });
+                tx1.send(()).expect("ping");
+                rx2.await.expect("pong");
+                count.tick();
+            });
+        }
+        done.await.expect("ping_pong done");
+    })
+}
+
+fn spawn_link<R: Runtime>(h: R::Handle, left: usize, done: oneshot::Sender<()>) {
+    if left == 0 {
+        let _ = done.send(());
+        return;
+    }
+    let next = h.clone();
+    R::spawn_detached(&h, async move { spawn_link::<R>(next, left - 1, done) });
+}
+
+/// A chain `n` tasks deep: each task spawns the next (detached); the last
+/// fires a oneshot. One op = one link.
+fn chained_spawn<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, s.n as u64, move |h| async move {
+        let (tx, rx) = oneshot::channel();
+        spawn_link::<R>(h, s.n, tx);
+        rx.await.expect("chain done");
+    })
+}
+
+fn callback_link<R: Runtime>(h: R::Handle, left: usize, done: oneshot::Sender<()>) {
+    if left == 0 {
+        let _ = done.send(());
+        return;
+    }
+    let next = h.clone();
+    R::call_soon(&h, move || callback_link::<R>(next, left - 1, done));
+}
+
+/// `n` callbacks each scheduling the next with `call_soon`; peers without
+/// callbacks run the nearest equivalent, a chain of detached tiny tasks.
+fn call_soon_chain<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, s.n as u64, move |h| async move {
+        let (tx, rx) = oneshot::channel();
+        if R::NATIVE_CALLBACKS {
+            callback_link::<R>(h, s.n, tx);
+        } else {
+            spawn_link::<R>(h, s.n, tx);
+        }
+        rx.await.expect("chain done");
+    })
+}
+
+const TREE_WIDTH: usize = 6;
+
+/// One node of the gather tree: spawns its 6 children as tasks, joins them.
+fn tree<R: Runtime>(
+    h: R::Handle,
+    depth: usize,
+    leaf_sleep: Option<Duration>,
+) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async move {
+        if depth == 0 {
+            if let Some(d) = leaf_sleep {
+                R::sleep(d).await;
+            }
+            return;
+        }
+        let joins: [R::Join<()>; TREE_WIDTH] =
+            std::array::from_fn(|_| R::spawn(&h, tree::<R>(h.clone(), depth - 1, leaf_sleep)));
+        for j in joins {
+            j.await;
+        }
+    })
+}
+
+fn tree_tasks(depth: usize) -> u64 {
+    (1..=depth as u32).map(|k| (TREE_WIDTH as u64).pow(k)).sum()
+}
+
+/// pyperformance's async_tree: depth `n`, 6-way gather, no I/O.
+fn async_tree<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, tree_tasks(s.n), move |h| tree::<R>(h, s.n, None))
+}
+
+/// async_tree with a 1 ms sleep at every leaf (pyperformance's async_tree_io
+/// uses asyncio.sleep(0.001) the same way).
+fn async_tree_sleep<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, tree_tasks(s.n), move |h| {
+        tree::<R>(h, s.n, Some(Duration::from_millis(1)))
+    })
+}
+
+/// `n` sleeps (1–2 s, spread) created, polled once with a no-op waker inside
+/// the runtime (so each registers its timer), then dropped (cancelled).
+fn timer_reg_drop<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, s.n as u64, move |_h| async move {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        for i in 0..s.n as u64 {
+            let d = Duration::from_secs(1) + Duration::from_micros(i * 7919 % 1_000_000);
+            let mut sleep = pin!(R::sleep(d));
+            assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        }
+    })
+}
+
+/// `n` tasks, task i sleeping i/n of `m` ms (uniform over the window), all
+/// awaited. One op = one timer (spawn + register + fire + wake + finish).
+fn timer_fire<R: Runtime>(s: Size) -> Outcome {
+    timed::<R, _, _>(s, s.n as u64, move |h| async move {
+        let window = Duration::from_millis(s.m as u64);
+        let (count, done) = Countdown::new(s.n);
+        for i in 0..s.n {
+            let d = window.mul_f64(i as f64 / s.n as f64);
+            let count = count.clone();
+            R::spawn_detached(&h, async move {
+                R::sleep(d).await;
+                count.tick();
+            });
+        }
+        done.await.expect("timers done");
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Memory benchmarks
+
+/// `n` detached tasks each awaiting a future that never completes.
+fn mem_pending_tasks<R: Runtime>(s: Size) -> Outcome {
+    memory::<R, _>(s.n, s.n, |h, n| {
+        for _ in 0..n {
+            R::spawn_detached(h, async {
+                started();
+                std::future::pending::<()>().await;
+            });
+        }
+    })
+}
+
+/// `n` detached tasks each in `sleep(1 hour)`.
+fn mem_sleeping_tasks<R: Runtime>(s: Size) -> Outcome {
+    memory::<R, _>(s.n, s.n, |h, n| {
+        for _ in 0..n {
+            R::spawn_detached(h, async {
+                started();
+                R::sleep(Duration::from_secs(3600)).await;
+            });
+        }
+    })
+}
+
+/// `n` callbacks scheduled with `call_later(1 hour)` (handles dropped: the
+/// callbacks stay scheduled). Peers: a detached task that sleeps then calls.
+fn mem_call_later<R: Runtime>(s: Size) -> Outcome {
+    let expect = if R::NATIVE_CALLBACKS { 0 } else { s.n };
+    let hour = Duration::from_secs(3600);
+    memory::<R, _>(s.n, expect, move |h, n| {
+        for i in 0..n {
+            let f = move || {
+                std::hint::black_box(i);
+            };
+            if R::NATIVE_CALLBACKS {
+                R::call_later(h, hour, f);
+            } else {
+                R::spawn_detached(h, async move {
+                    started();
+                    R::sleep(hour).await;
+                    f();
+                });
+            }
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+macro_rules! benches {
+    ($( $name:ident {
+        kind: $kind:expr, unit: $unit:expr, full: $full:expr, smoke: $smoke:expr,
+        about: $about:expr, peers: $peers:expr $(,)?
+    } )*) => {
+        /// Every benchmark, in report order.
+        pub const BENCHES: &[Bench] = &[$(
+            Bench {
+                name: stringify!($name),
+                kind: $kind,
+                unit: $unit,
+                full: $full,
+                smoke: $smoke,
+                about: $about,
+                peers: $peers,
+            },
+        )*];
+
+        /// Runs benchmark `name` on runtime `R`.
+        pub fn run<R: Runtime>(name: &str, s: Size) -> Option<Outcome> {
+            match name {
+                $( stringify!($name) => Some($name::<R>(s)), )*
+                _ => None,
+            }
+        }
+    };
+}
+
+benches! {
+    spawn_many {
+        kind: Kind::Time, unit: "ns/task", full: size(200, 1_000, 5), smoke: size(10, 100, 1),
+        about: "n batches of m empty tasks (200 x 1,000): each batch spawned, then its join handles awaited in order",
+        peers: None,
+    }
+    yield_many {
+        kind: Kind::Time, unit: "ns/yield", full: size(200, 1_000, 5), smoke: size(10, 100, 1),
+        about: "n tasks (200) each yielding m times (1,000), all joined",
+        peers: None,
+    }
+    ping_pong {
+        kind: Kind::Time, unit: "ns/pair", full: size(1_000, 0, 200), smoke: size(100, 0, 1),
+        about: "n pairs (1,000): task A spawns B, pings it on a futures oneshot, B pongs on a second oneshot (tokio's ping_pong)",
+        peers: None,
+    }
+    chained_spawn {
+        kind: Kind::Time, unit: "ns/link", full: size(1_000, 0, 300), smoke: size(100, 0, 1),
+        about: "a chain n deep (1,000): each detached task spawns the next; the last fires a oneshot",
+        peers: None,
+    }
+    call_soon_chain {
+        kind: Kind::Time, unit: "ns/callback", full: size(1_000_000, 0, 5), smoke: size(1_000, 0, 1),
+        about: "n callbacks (1M), each scheduling the next with call_soon",
+        peers: Some("a chain of 1M detached tiny tasks, each spawning the next (no callback API)"),
+    }
+    async_tree {
+        kind: Kind::Time, unit: "ns/task", full: size(6, 0, 10), smoke: size(3, 0, 1),
+        about: "gather tree n levels deep (6), 6-way (55,986 tasks): each node spawns 6 children and joins them",
+        peers: None,
+    }
+    async_tree_sleep {
+        kind: Kind::Time, unit: "ns/task", full: size(6, 0, 10), smoke: size(3, 0, 1),
+        about: "async_tree with a 1 ms sleep at each of the 46,656 leaves",
+        peers: None,
+    }
+    timer_reg_drop {
+        kind: Kind::Time, unit: "ns/sleep", full: size(1_000_000, 0, 5), smoke: size(10_000, 0, 1),
+        about: "n sleeps (1M, 1-2 s) created, polled once with a no-op waker inside the runtime, dropped",
+        peers: None,
+    }
+    timer_fire {
+        kind: Kind::Time, unit: "ns/timer", full: size(200_000, 10, 5), smoke: size(2_000, 2, 1),
+        about: "n tasks (200k) sleeping uniformly over m ms (10), all awaited; includes the spawn",
+        peers: None,
+    }
+    mem_pending_tasks {
+        kind: Kind::Memory, unit: "B/task", full: size(1_000_000, 0, 1), smoke: size(10_000, 0, 1),
+        about: "n detached tasks (1M) each awaiting std::future::pending()",
+        peers: None,
+    }
+    mem_sleeping_tasks {
+        kind: Kind::Memory, unit: "B/task", full: size(1_000_000, 0, 1), smoke: size(10_000, 0, 1),
+        about: "n detached tasks (1M) each in sleep(1 hour)",
+        peers: None,
+    }
+    mem_call_later {
+        kind: Kind::Memory, unit: "B/callback", full: size(1_000_000, 0, 1), smoke: size(10_000, 0, 1),
+        about: "n callbacks (1M) scheduled with call_later(1 hour), handles dropped",
+        peers: Some("a detached task per callback that sleeps 1 hour then calls it (no call_later)"),
+    }
+}
+
+/// Looks a benchmark up by name.
+pub fn find(name: &str) -> Option<&'static Bench> {
+    BENCHES.iter().find(|b| b.name == name)
+}
