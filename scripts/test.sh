@@ -3,8 +3,9 @@
 #
 #   ./scripts/test.sh          everything: fmt, clippy (native + windows-gnu),
 #                              rustdoc, unit/integration/example/doc tests,
-#                              and a release run of the tour example
-#   ./scripts/test.sh --quick  skips the windows-gnu check and the release tour
+#                              a release run of the tour example, and the
+#                              benchmark program in its --smoke mode
+#   ./scripts/test.sh --quick  skips the windows-gnu check, the tour and the bench
 #
 # Needs only rustup's toolchain (cargo, rustc, clippy, rustfmt); it installs the
 # rustup target it uses. Safe to run again and again: it writes only to target/.
@@ -70,19 +71,22 @@ if [ "$quick" = 0 ]; then
 fi
 
 step fmt cargo fmt --all -- --check --color never
-step clippy cargo clippy --all-targets -- -D warnings
+step clippy cargo clippy --workspace --all-targets -- -D warnings
 if [ "$quick" = 0 ]; then
     # Check only (no linking), so no mingw toolchain is needed.
     step clippy-windows cargo clippy --target "$WINDOWS_TARGET" --lib -- -D warnings
 fi
-step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
-step test cargo test --all-targets
+step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+step test cargo test --workspace --all-targets
 step doctest cargo test --doc
 if [ "$quick" = 0 ]; then
     # Smoke test: the README's demo command must build and exit 0.
     step tour bash -c 'cargo run --release --example tour >/dev/null'
+    # The benchmark program against tokio and smol, tiny sizes, one round:
+    # proves it builds and runs; the figures come from a full run (README).
+    step bench-smoke cargo run --release -p aioloop-bench -- --smoke
 fi
 
 echo
 echo "test.sh: all ${#passed[@]} steps passed (${passed[*]}) in $((SECONDS - started))s" \
-    "[$([ "$quick" = 1 ] && echo "quick: skipped windows-gnu check and release tour" || echo full)]"
+    "[$([ "$quick" = 1 ] && echo "quick: skipped windows-gnu check, release tour and bench smoke" || echo full)]"
