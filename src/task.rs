@@ -79,9 +79,9 @@ pub(crate) fn sleep_target<'a>(lp: &Inner, waker: &'a Waker) -> SleepTarget<'a> 
 pub(crate) fn wake_task(lp: &Inner, key: u32) {
     let waker = lp
         .tasks
-        .borrow_mut()
-        .get_mut(key as usize)
-        .and_then(|e| e.waker.take());
+        .borrow()
+        .get(key as usize)
+        .and_then(|e| e.waker.clone());
     if let Some(w) = waker {
         w.wake();
     }
@@ -151,6 +151,9 @@ pin_project_lite::pin_project! {
                     .try_borrow_mut()
                     .ok()
                     .and_then(|mut t| t.try_remove(key));
+                if entry.as_ref().is_some_and(|e| e.cancel_requested) {
+                    this.lp.cancels.set(this.lp.cancels.get().saturating_sub(1));
+                }
                 forget_context(this.lp, tagged);
                 let location = take_location(this.lp, key);
                 if let (Some(_), true) = (entry, this.lp.debug.get()) {
@@ -184,7 +187,11 @@ impl<F: Future> Future for TaskFuture<F> {
             this.lp.task_contexts.borrow()[&key]
         };
         let _ctx = crate::context::enter_task_context(ctx);
-        if this.lp.tasks.borrow()[key].cancel_requested {
+        // The task's entry is read only while some cancellation is pending
+        // anywhere in the loop: the common step touches no slab memory.
+        let cancelled =
+            |lp: &Inner| lp.cancels.get() > 0 && lp.tasks.borrow()[key].cancel_requested;
+        if cancelled(this.lp) {
             return Poll::Ready(finish(this.stage, this.lp, tagged, Err(Error::cancelled())));
         }
         this.lp.current_task.set(CurrentTask {
@@ -195,8 +202,7 @@ impl<F: Future> Future for TaskFuture<F> {
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => {
                 // A cancel requested while this step ran wins, as in asyncio.
-                let cancelled = this.lp.tasks.borrow()[key].cancel_requested;
-                let result = if cancelled {
+                let result = if cancelled(this.lp) {
                     Err(Error::cancelled())
                 } else {
                     Ok(v)
@@ -204,21 +210,14 @@ impl<F: Future> Future for TaskFuture<F> {
                 Poll::Ready(finish(this.stage, this.lp, tagged, result))
             }
             Ok(Poll::Pending) => {
-                let mut tasks = this.lp.tasks.borrow_mut();
-                let entry = &mut tasks[key];
-                if entry.cancel_requested {
+                if cancelled(this.lp) {
                     // Cancelled while it ran (for example by itself).
-                    drop(tasks);
                     return Poll::Ready(finish(
                         this.stage,
                         this.lp,
                         tagged,
                         Err(Error::cancelled()),
                     ));
-                }
-                match &entry.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => entry.waker = Some(cx.waker().clone()),
                 }
                 Poll::Pending
             }
@@ -245,6 +244,9 @@ fn finish<F: Future>(
         result = Err(err);
     }
     let entry = lp.tasks.borrow_mut().try_remove(key);
+    if entry.as_ref().is_some_and(|e| e.cancel_requested) {
+        lp.cancels.set(lp.cancels.get().saturating_sub(1));
+    }
     forget_context(lp, tagged_key);
     let location = take_location(lp, key);
     if let (Err(err), Some(entry)) = (&mut result, entry) {
@@ -301,6 +303,11 @@ pub(crate) fn spawn<F: Future + 'static>(
     let (runnable, task) = async_task::spawn_local(wrapper, move |r| {
         crate::event_loop::schedule_task(&remote, r)
     });
+    // The task's own waker never changes: keep it from the start, so that
+    // cancel() and due sleeps can wake the task without its steps storing it.
+    if let Some(entry) = inner.tasks.borrow_mut().get_mut(key) {
+        entry.waker = Some(runnable.waker());
+    }
     if inner.is_closed() {
         // Never runs: dropping the runnable drops the future and its entry;
         // the handle then resolves to `Closed`.
@@ -376,8 +383,12 @@ impl<T> Task<T> {
             let mut tasks = self.lp.inner.tasks.borrow_mut();
             match tasks.get_mut(self.key as usize) {
                 Some(entry) => {
-                    entry.cancel_requested = true;
-                    entry.waker.take()
+                    if !entry.cancel_requested {
+                        entry.cancel_requested = true;
+                        let lp = &self.lp.inner;
+                        lp.cancels.set(lp.cancels.get() + 1);
+                    }
+                    entry.waker.clone()
                 }
                 None => return false,
             }

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) default_ctx: Cell<TaskContextId>,
     /// The contexts of the other tasks, by slab key.
     pub(crate) task_contexts: RefCell<HashMap<usize, TaskContextId>>,
+    /// How many live tasks have a cancellation requested.
+    pub(crate) cancels: Cell<usize>,
     /// The task being polled (see `task::sleep_target`).
     pub(crate) current_task: Cell<crate::task::CurrentTask>,
     /// Where each task was created, recorded only in debug mode.
@@ -276,6 +278,7 @@ impl LoopBuilder {
                 tasks: RefCell::new(Slab::new()),
                 debug_locations: RefCell::new(HashMap::new()),
                 current_task: Cell::new(crate::task::CurrentTask::default()),
+                cancels: Cell::new(0),
                 default_ctx: Cell::new(crate::context::current_task_context()),
                 task_contexts: RefCell::new(HashMap::new()),
                 remote,
@@ -580,11 +583,12 @@ impl EventLoop {
                 .filter(|(_, e)| !e.cancel_requested)
                 .map(|(_, e)| {
                     e.cancel_requested = true;
-                    e.waker.take()
+                    e.waker.clone()
                 })
                 .collect()
         };
         let n = wakers.len();
+        self.inner.cancels.set(self.inner.cancels.get() + n);
         for w in wakers.into_iter().flatten() {
             w.wake();
         }
