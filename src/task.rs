@@ -2,9 +2,17 @@
 //!
 //! A task is one `async-task` allocation holding the user's future inside a
 //! small wrapper ([`TaskFuture`]) that sets the task context while polling,
-//! contains panics, and honours cancellation. The loop keeps one slab entry
-//! per live task (its waker and cancel flag) so that `cancel()` and
-//! `cancel_all_tasks()` can reach a task that is waiting on something else.
+//! contains panics, and honours cancellation. Its metadata (inside the
+//! allocation's header padding, so free) names the task's slab key and its
+//! loop, which keeps the [`Task`] handle one pointer wide. The loop keeps one
+//! slab entry per live task (its waker and cancel flag) so that `cancel()`
+//! and `cancel_all_tasks()` can reach a task that is waiting on something
+//! else.
+//!
+//! Every task ends with an output, even when its loop closes (it then
+//! completes with `Closed` without being polled again), so a handle never
+//! waits forever. A failure travels in a [`Failure`] that reports itself to
+//! the loop's exception handler if it is dropped unread.
 
 use std::fmt;
 use std::future::Future;
@@ -18,7 +26,50 @@ use crate::event_loop::{ExceptionContext, Inner, Ready};
 use crate::time::SleepTarget;
 use crate::{Error, ErrorKind, EventLoop, TaskContextId};
 
-pub(crate) type Runnable = async_task::Runnable<()>;
+/// A task's slab key (two halves) and its loop's registry index. Six bytes
+/// of align 2 fit in async-task's header padding.
+pub(crate) type TaskMeta = [u16; 3];
+pub(crate) type Runnable = async_task::Runnable<TaskMeta>;
+
+fn meta(key: usize, lp: &Inner) -> TaskMeta {
+    let key = u32::try_from(key).unwrap_or(u32::MAX);
+    [key as u16, (key >> 16) as u16, lp.registry_index()]
+}
+
+fn meta_key(m: &TaskMeta) -> usize {
+    (usize::from(m[1]) << 16) | usize::from(m[0])
+}
+
+/// What async-task stores as a task's output.
+type Output<T> = Result<T, Failure>;
+
+/// A failed task's error. Dropped unread (the handle was detached, or dropped
+/// without being awaited), a panic is reported to the loop's exception
+/// handler: "Task exception was never retrieved", as asyncio does.
+pub(crate) struct Failure {
+    err: Option<Error>,
+    lp: Rc<Inner>,
+}
+
+impl Failure {
+    fn into_error(mut self) -> Error {
+        self.err.take().unwrap_or_else(Error::cancelled)
+    }
+}
+
+impl Drop for Failure {
+    fn drop(&mut self) {
+        if let Some(err) = self.err.take() {
+            if err.is_panic() && !err.is_reported() {
+                let location = err.location();
+                let lp = EventLoop {
+                    inner: self.lp.clone(),
+                };
+                report(&lp, "Task exception was never retrieved", err, location);
+            }
+        }
+    }
+}
 
 /// What the loop knows about one live task.
 pub(crate) struct TaskEntry {
@@ -27,8 +78,6 @@ pub(crate) struct TaskEntry {
     /// timer store in `time.rs`). Fits in the padding: the entry stays 24 bytes.
     pub(crate) sleep_seq: u32,
     pub(crate) cancel_requested: bool,
-    /// The [`Task`] handle was dropped: nobody will read the result.
-    detached: bool,
 }
 
 impl TaskEntry {
@@ -37,7 +86,6 @@ impl TaskEntry {
             waker: None,
             sleep_seq: 0,
             cancel_requested: false,
-            detached: false,
         }
     }
 }
@@ -168,16 +216,19 @@ pin_project_lite::pin_project! {
 }
 
 impl<F: Future> Future for TaskFuture<F> {
-    type Output = Result<F::Output, Error>;
+    type Output = Output<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let StageProj::Running { fut, key: tagged } = this.stage.as_mut().project() else {
             // Unreachable: a finished task is never polled again by async-task.
-            return Poll::Ready(Err(Error::new(
-                ErrorKind::Closed,
-                "task polled after completion",
-            )));
+            return Poll::Ready(Err(Failure {
+                err: Some(Error::new(
+                    ErrorKind::Closed,
+                    "task polled after completion",
+                )),
+                lp: this.lp.clone(),
+            }));
         };
         let tagged = *tagged;
         let key = slab_key(tagged);
@@ -186,6 +237,15 @@ impl<F: Future> Future for TaskFuture<F> {
         } else {
             this.lp.task_contexts.borrow()[&key]
         };
+        if this.lp.is_closed() {
+            // Run once more by `close()` only to end with an output.
+            return Poll::Ready(finish(
+                this.stage,
+                this.lp,
+                tagged,
+                Err(closed_before_done()),
+            ));
+        }
         let _ctx = crate::context::enter_task_context(ctx);
         // The task's entry is read only while some cancellation is pending
         // anywhere in the loop: the common step touches no slab memory.
@@ -237,7 +297,7 @@ fn finish<F: Future>(
     lp: &Rc<Inner>,
     tagged_key: u32,
     mut result: Result<F::Output, Error>,
-) -> Result<F::Output, Error> {
+) -> Output<F::Output> {
     let key = slab_key(tagged_key);
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done))) {
         let err = Error::from_panic("dropping a task's future", &*p);
@@ -249,22 +309,24 @@ fn finish<F: Future>(
     }
     forget_context(lp, tagged_key);
     let location = take_location(lp, key);
-    if let (Err(err), Some(entry)) = (&mut result, entry) {
-        if !err.is_cancelled() && (entry.detached || lp.shutting_down.get()) {
-            let message = if entry.detached {
-                "Task exception was never retrieved"
-            } else {
-                "unhandled panic in a task during aioloop::run() / Runner shutdown"
-            };
-            let lp = EventLoop { inner: lp.clone() };
-            report(&lp, message, err.clone(), location);
-            err.mark_reported();
-        } else if let Some(location) = location {
-            // Debug mode: the handle may report it later, when dropped unread.
+    drop(entry);
+    result.map_err(|mut err| {
+        if let Some(location) = location {
             err.set_location(location);
         }
-    }
-    result
+        if err.is_panic() && lp.shutting_down.get() {
+            // asyncio reports leftovers' errors at run() shutdown even when
+            // someone holds the task.
+            let lp = EventLoop { inner: lp.clone() };
+            let message = "unhandled panic in a task during aioloop::run() / Runner shutdown";
+            report(&lp, message, err.clone(), location);
+            err.mark_reported();
+        }
+        Failure {
+            err: Some(err),
+            lp: lp.clone(),
+        }
+    })
 }
 
 fn report(lp: &EventLoop, message: &str, err: Error, location: Option<&'static Location<'static>>) {
@@ -300,25 +362,25 @@ pub(crate) fn spawn<F: Future + 'static>(
         lp: inner.clone(),
     };
     let remote = inner.remote.clone();
-    let (runnable, task) = async_task::spawn_local(wrapper, move |r| {
-        crate::event_loop::schedule_task(&remote, r)
-    });
+    let (runnable, task) = async_task::Builder::new()
+        .metadata(meta(key, inner))
+        .spawn_local(
+            move |_| wrapper,
+            move |r| crate::event_loop::schedule_task(&remote, r),
+        );
     // The task's own waker never changes: keep it from the start, so that
     // cancel() and due sleeps can wake the task without its steps storing it.
     if let Some(entry) = inner.tasks.borrow_mut().get_mut(key) {
         entry.waker = Some(runnable.waker());
     }
     if inner.is_closed() {
-        // Never runs: dropping the runnable drops the future and its entry;
-        // the handle then resolves to `Closed`.
-        drop(runnable);
+        // Never polls the future: ends at once with `Closed`.
+        runnable.run();
     } else {
         inner.ready.borrow_mut().push_back(Ready::Task(runnable));
     }
     Task {
-        raw: Some(task.fallible()),
-        key: u32::try_from(key).unwrap_or(u32::MAX),
-        lp: lp.clone(),
+        raw: Some(task),
         _not_send: PhantomData,
     }
 }
@@ -352,10 +414,8 @@ pub(crate) fn spawn<F: Future + 'static>(
 /// ```
 #[must_use = "a dropped Task keeps running detached; bind it to `_task` or call `.detach()` to say so"]
 pub struct Task<T> {
-    raw: Option<async_task::FallibleTask<Result<T, Error>>>,
-    // 24 bytes in all: handles are often kept in arrays inside futures.
-    key: u32,
-    lp: EventLoop,
+    // One pointer: handles are often kept in arrays inside other futures.
+    raw: Option<async_task::Task<Output<T>, TaskMeta>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -379,14 +439,18 @@ impl<T> Task<T> {
         if raw.is_finished() {
             return false;
         }
+        // An unfinished task keeps its loop alive, so the registry has it.
+        let Some(lp) = crate::event_loop::loop_by_index(raw.metadata()[2]) else {
+            return false;
+        };
+        let inner = &lp.inner;
         let waker = {
-            let mut tasks = self.lp.inner.tasks.borrow_mut();
-            match tasks.get_mut(self.key as usize) {
+            let mut tasks = inner.tasks.borrow_mut();
+            match tasks.get_mut(meta_key(raw.metadata())) {
                 Some(entry) => {
                     if !entry.cancel_requested {
                         entry.cancel_requested = true;
-                        let lp = &self.lp.inner;
-                        lp.cancels.set(lp.cancels.get() + 1);
+                        inner.cancels.set(inner.cancels.get() + 1);
                     }
                     entry.waker.clone()
                 }
@@ -430,16 +494,12 @@ impl<T> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Error>> {
-        let raw = self.raw.as_mut()?;
-        if !raw.is_finished() {
+        if !self.raw.as_ref()?.is_finished() {
             return None;
         }
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        match Pin::new(raw).poll(&mut cx) {
-            Poll::Ready(r) => {
-                self.raw = None;
-                Some(r.unwrap_or_else(|| Err(closed_before_done())))
-            }
+        match Pin::new(self).poll(&mut cx) {
+            Poll::Ready(r) => Some(r),
             Poll::Pending => None,
         }
     }
@@ -455,18 +515,20 @@ impl<T> Task<T> {
     /// ```
     pub fn detach(self) {}
 
-    /// The loop the task runs on.
+    /// The loop the task runs on; `None` once the task has finished and its
+    /// loop is gone.
     ///
     /// # Examples
     ///
     /// ```
     /// let lp = aioloop::EventLoop::new().unwrap();
     /// let t = lp.create_task(async {});
-    /// assert_eq!(t.get_loop(), &lp);
+    /// assert_eq!(t.get_loop(), Some(lp.clone()));
     /// # lp.close().unwrap();
     /// ```
-    pub fn get_loop(&self) -> &EventLoop {
-        &self.lp
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        let raw = self.raw.as_ref()?;
+        crate::event_loop::loop_by_index(raw.metadata()[2])
     }
 }
 
@@ -490,7 +552,7 @@ impl<T> Future for Task<T> {
         match Pin::new(raw).poll(cx) {
             Poll::Ready(r) => {
                 self.raw = None;
-                Poll::Ready(r.unwrap_or_else(|| Err(closed_before_done())))
+                Poll::Ready(r.map_err(Failure::into_error))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -499,38 +561,16 @@ impl<T> Future for Task<T> {
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        let Some(raw) = self.raw.take() else { return };
-        if raw.is_finished() {
-            // Finished and never awaited: report a failure nobody saw.
-            let mut raw = raw;
-            let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-            if let Poll::Ready(Some(Err(err))) = Pin::new(&mut raw).poll(&mut cx) {
-                if err.is_panic() && !err.is_reported() {
-                    let location = err.location();
-                    report(
-                        &self.lp,
-                        "Task exception was never retrieved",
-                        err,
-                        location,
-                    );
-                }
-            }
-            return;
+        // Detach, not cancel: the task keeps running. A result nobody read is
+        // dropped by async-task, and a `Failure` in it reports itself.
+        if let Some(raw) = self.raw.take() {
+            raw.detach();
         }
-        if let Ok(mut tasks) = self.lp.inner.tasks.try_borrow_mut() {
-            if let Some(entry) = tasks.get_mut(self.key as usize) {
-                entry.detached = true;
-            }
-        }
-        raw.detach();
     }
 }
 
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task")
-            .field("done", &self.done())
-            .field("key", &self.key)
-            .finish()
+        f.debug_struct("Task").field("done", &self.done()).finish()
     }
 }

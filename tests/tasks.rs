@@ -15,7 +15,7 @@ use util::{run_one_iteration, spin, DropFlag};
 fn create_task_returns_the_result() {
     let lp = EventLoop::new().unwrap();
     let t = lp.create_task(async { String::from("result") });
-    assert_eq!(t.get_loop(), &lp);
+    assert_eq!(t.get_loop(), Some(lp.clone()));
     assert_eq!(lp.run_until_complete(t).unwrap().unwrap(), "result");
     lp.close().unwrap();
 }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) default_ctx: Cell<TaskContextId>,
     /// The contexts of the other tasks, by slab key.
     pub(crate) task_contexts: RefCell<HashMap<usize, TaskContextId>>,
+    /// See [`loop_by_index`].
+    registry_index: Cell<u16>,
     /// How many live tasks have a cancellation requested.
     pub(crate) cancels: Cell<usize>,
     /// The task being polled (see `task::sleep_target`).
@@ -90,6 +92,43 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    /// This loop's index in the thread's loop registry.
+    pub(crate) fn registry_index(&self) -> u16 {
+        self.registry_index.get()
+    }
+}
+
+/// Most loops alive at once on one thread (their registry index is a `u16`).
+const MAX_LOOPS_PER_THREAD: usize = u16::MAX as usize;
+const UNREGISTERED: u16 = u16::MAX;
+
+thread_local! {
+    /// The loops alive on this thread, so that a one-pointer `Task` handle
+    /// can find its loop from the index in the task's metadata.
+    static LOOPS: RefCell<Slab<Weak<Inner>>> = const { RefCell::new(Slab::new()) };
+}
+
+/// The live loop with registry index `index` on this thread.
+pub(crate) fn loop_by_index(index: u16) -> Option<EventLoop> {
+    LOOPS
+        .try_with(|l| l.borrow().get(usize::from(index)).and_then(Weak::upgrade))
+        .ok()
+        .flatten()
+        .map(|inner| EventLoop { inner })
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let index = self.registry_index.get();
+        if index != UNREGISTERED {
+            let _ = LOOPS.try_with(|l| {
+                if let Ok(mut l) = l.try_borrow_mut() {
+                    l.try_remove(usize::from(index));
+                }
+            });
+        }
     }
 }
 
@@ -271,35 +310,51 @@ impl LoopBuilder {
             .map_err(|e| Error::io(format_args!("could not start the {backend} backend"), e))?;
         let backend = driver.kind();
         let remote = Arc::new(Remote::new(driver.notifier()));
-        Ok(EventLoop {
-            inner: Rc::new(Inner {
-                ready: RefCell::new(VecDeque::with_capacity(64)),
-                timers: RefCell::new(TimerHeap::default()),
-                tasks: RefCell::new(Slab::new()),
-                debug_locations: RefCell::new(HashMap::new()),
-                current_task: Cell::new(crate::task::CurrentTask::default()),
-                cancels: Cell::new(0),
-                default_ctx: Cell::new(crate::context::current_task_context()),
-                task_contexts: RefCell::new(HashMap::new()),
-                remote,
-                driver: RefCell::new(driver),
-                events: RefCell::new(Vec::with_capacity(64)),
-                backend,
-                running: Cell::new(false),
-                run_since_poll: Cell::new(0),
-                stopping: Cell::new(false),
-                closed: Cell::new(false),
-                debug: Cell::new(self.debug),
-                shutting_down: Cell::new(false),
-                slow_callback: Cell::new(self.slow_callback),
-                handler: RefCell::new(None),
-                executor: RefCell::new(None),
-                executor_shut: Cell::new(false),
-                executor_threads,
-                #[cfg(unix)]
-                io: RefCell::new(io::IoRegistry::default()),
-            }),
-        })
+        let inner = Rc::new(Inner {
+            ready: RefCell::new(VecDeque::with_capacity(64)),
+            timers: RefCell::new(TimerHeap::default()),
+            tasks: RefCell::new(Slab::new()),
+            debug_locations: RefCell::new(HashMap::new()),
+            current_task: Cell::new(crate::task::CurrentTask::default()),
+            cancels: Cell::new(0),
+            registry_index: Cell::new(UNREGISTERED),
+            default_ctx: Cell::new(crate::context::current_task_context()),
+            task_contexts: RefCell::new(HashMap::new()),
+            remote,
+            driver: RefCell::new(driver),
+            events: RefCell::new(Vec::with_capacity(64)),
+            backend,
+            running: Cell::new(false),
+            run_since_poll: Cell::new(0),
+            stopping: Cell::new(false),
+            closed: Cell::new(false),
+            debug: Cell::new(self.debug),
+            shutting_down: Cell::new(false),
+            slow_callback: Cell::new(self.slow_callback),
+            handler: RefCell::new(None),
+            executor: RefCell::new(None),
+            executor_shut: Cell::new(false),
+            executor_threads,
+            #[cfg(unix)]
+            io: RefCell::new(io::IoRegistry::default()),
+        });
+        let index = LOOPS.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.len() >= MAX_LOOPS_PER_THREAD {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{MAX_LOOPS_PER_THREAD} event loops are already alive on this thread: \
+                         close and drop loops you no longer use"
+                    ),
+                ));
+            }
+            Ok(l.insert(Rc::downgrade(&inner)))
+        })?;
+        inner
+            .registry_index
+            .set(u16::try_from(index).unwrap_or(UNREGISTERED));
+        Ok(EventLoop { inner })
     }
 }
 
@@ -905,13 +960,24 @@ impl EventLoop {
         let remote_items = inner.remote.close();
         let ready = std::mem::take(&mut *inner.ready.borrow_mut());
         let timers = inner.timers.borrow_mut().take_all();
-        drop(remote_items);
-        drop(ready);
+        // Queued tasks run one last step, which ends them with `Closed`
+        // without polling their futures again (so every handle resolves).
+        for item in ready
+            .into_iter()
+            .chain(remote_items.into_iter().filter_map(|i| match i {
+                threadsafe::RemoteItem::Task(r) => Some(Ready::Task(r)),
+                _ => None,
+            }))
+        {
+            if let Ready::Task(r) = item {
+                r.run();
+            }
+        }
         drop(timers);
         // Tasks parked on something else: waking them now hands their
-        // runnables to the closed remote queue, which drops them on this
-        // thread, so each task ends (its handle resolves to `Closed`) and its
-        // future is dropped.
+        // runnables to the closed remote queue, which runs that last step on
+        // this thread, so each task ends (its handle resolves to `Closed`) and
+        // its future is dropped.
         let wakers: Vec<_> = inner
             .tasks
             .borrow_mut()

@@ -72,10 +72,12 @@ impl Remote {
     /// while it is not running).
     pub(crate) fn push_task(&self, runnable: Runnable) {
         if let Err(RemoteItem::Task(runnable)) = self.push(RemoteItem::Task(runnable)) {
-            // The loop is closed. A local task may only be dropped on its own
-            // thread; elsewhere it is leaked rather than dropped unsoundly.
+            // The loop is closed. On its own thread the task runs one last
+            // step, which ends it with `Closed` without polling its future.
+            // A local task may not be touched on another thread: there it is
+            // leaked rather than dropped unsoundly.
             if thread::current().id() == self.owner {
-                drop(runnable);
+                runnable.run();
             } else {
                 std::mem::forget(runnable);
             }
