@@ -125,13 +125,11 @@ pub(crate) fn sleep_target<'a>(lp: &Inner, waker: &'a Waker) -> SleepTarget<'a> 
 
 /// Wakes the task with slab key `key` (a due sleep), if it is still waiting.
 pub(crate) fn wake_task(lp: &Inner, key: u32) {
-    let waker = lp
-        .tasks
-        .borrow()
-        .get(key as usize)
-        .and_then(|e| e.waker.clone());
-    if let Some(w) = waker {
-        w.wake();
+    // Waking schedules the task on the ready queue; it does not touch the
+    // task table, so the borrow may stay open (and no waker is cloned).
+    let tasks = lp.tasks.borrow();
+    if let Some(w) = tasks.get(key as usize).and_then(|e| e.waker.as_ref()) {
+        w.wake_by_ref();
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`yield_now`].
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -32,7 +32,12 @@ use crate::{Error, ErrorKind, EventLoop};
 //   a combinator that wraps the waker) live in the `sleeps` slab, with the
 //   task's key or a clone of the waker they were polled with.
 //
-// Insert is O(log n). Cancelling frees the slot at once (O(1)) and leaves a
+// Entries live in a binary heap, or, when an entry is due no earlier than
+// every entry already in it, at the back of a sorted run (equal delays, the
+// common case, make deadlines grow): O(1) in, O(1) out, popped in memory
+// order. The earliest entry is the earlier of the two fronts.
+//
+// Insert is O(log n) at worst. Cancelling frees the slot at once (O(1)) and leaves a
 // stale heap entry, skipped when it surfaces or dropped by a compaction once
 // more than half of a large heap is stale (as asyncio does).
 
@@ -113,6 +118,8 @@ pub(crate) enum Fired {
 #[derive(Default)]
 pub(crate) struct TimerHeap {
     heap: BinaryHeap<Entry>,
+    /// Entries in increasing order, each pushed after all the others.
+    sorted: VecDeque<Entry>,
     callbacks: Slab<CallbackSlot>,
     sleeps: Slab<SleepSlot>,
     wakers: Slab<Waker>,
@@ -138,7 +145,7 @@ impl TimerHeap {
     pub(crate) fn push_callback(&mut self, when: Instant, cb: Rc<dyn Callback>) -> (u32, u32) {
         let seq = self.next_seq();
         let key = small_key(self.callbacks.insert(CallbackSlot { seq, cb }));
-        self.heap.push(Entry {
+        self.insert(Entry {
             when: to_nanos(when),
             seq,
             key: key | CALLBACK,
@@ -189,7 +196,7 @@ impl TimerHeap {
             },
             SleepTarget::Waker(_) => self.slab_sleep(seq, target),
         };
-        self.heap.push(Entry { when, seq, key });
+        self.insert(Entry { when, seq, key });
         SleepId { key, seq }
     }
 
@@ -268,30 +275,64 @@ impl TimerHeap {
 
     /// Drops stale entries when they are more than half of a large heap.
     pub(crate) fn maybe_compact(&mut self, tasks: &Slab<TaskEntry>) {
-        if self.heap.len() > COMPACT_MIN && self.stale * 2 > self.heap.len() {
+        let len = self.heap.len() + self.sorted.len();
+        if len > COMPACT_MIN && self.stale * 2 > len {
             let (callbacks, sleeps) = (&self.callbacks, &self.sleeps);
             self.heap
+                .retain(|e| live(callbacks, sleeps, tasks, e.key, e.seq));
+            self.sorted
                 .retain(|e| live(callbacks, sleeps, tasks, e.key, e.seq));
             self.stale = 0;
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.heap.is_empty() && self.sorted.is_empty()
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.sorted.len()
+    }
+
+    /// Adds an entry: to the sorted run when it comes after every entry
+    /// there (the common case of equal delays: O(1), and popped in memory
+    /// order), else to the heap.
+    fn insert(&mut self, e: Entry) {
+        match self.sorted.back() {
+            Some(last) if e.when < last.when => self.heap.push(e),
+            _ => self.sorted.push_back(e),
+        }
+    }
+
+    /// The earliest entry of the two stores.
+    fn peek(&self) -> Option<Entry> {
+        match (self.heap.peek(), self.sorted.front()) {
+            (Some(&h), Some(&s)) => Some(if (h.when, h.seq) < (s.when, s.seq) {
+                h
+            } else {
+                s
+            }),
+            (h, s) => h.or(s).copied(),
+        }
+    }
+
+    /// Removes the entry `peek` returned.
+    fn pop(&mut self, e: Entry) {
+        if self.sorted.front() == Some(&e) {
+            self.sorted.pop_front();
+        } else {
+            self.heap.pop();
+        }
     }
 
     /// The earliest live deadline, dropping stale entries on the way.
     pub(crate) fn next_deadline(&mut self, tasks: &Slab<TaskEntry>) -> Option<Instant> {
-        while let Some(top) = self.heap.peek() {
+        while let Some(top) = self.peek() {
             if live(&self.callbacks, &self.sleeps, tasks, top.key, top.seq) {
                 return Some(from_nanos(top.when));
             }
-            self.heap.pop();
+            self.pop(top);
             self.stale = self.stale.saturating_sub(1);
         }
         None
@@ -305,16 +346,16 @@ impl TimerHeap {
         mut due: impl FnMut(Fired),
     ) {
         let now = to_nanos(now);
-        while let Some(&top) = self.heap.peek() {
+        while let Some(top) = self.peek() {
             if !live(&self.callbacks, &self.sleeps, tasks, top.key, top.seq) {
-                self.heap.pop();
+                self.pop(top);
                 self.stale = self.stale.saturating_sub(1);
                 continue;
             }
             if top.when > now {
                 break;
             }
-            self.heap.pop();
+            self.pop(top);
             if top.key & CALLBACK != 0 {
                 let slot = self.callbacks.remove((top.key & !CALLBACK) as usize);
                 due(Fired::Callback(slot.cb));
@@ -338,6 +379,7 @@ impl TimerHeap {
     /// outside any borrow.
     pub(crate) fn take_all(&mut self) -> (Vec<Rc<dyn Callback>>, Vec<Waker>) {
         self.heap.clear();
+        self.sorted.clear();
         self.sleeps.clear();
         self.stale = 0;
         let callbacks = self.callbacks.drain().map(|s| s.cb).collect();
@@ -727,6 +769,22 @@ mod tests {
         run_due(&mut heap, &mut tasks, t0 + ms(3));
         assert_eq!(*log.borrow(), [1, 20, 22, 3]);
         assert!(heap.is_empty());
+    }
+
+    #[test]
+    fn sorted_run_and_heap_merge_in_deadline_order() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut heap = TimerHeap::default();
+        let mut tasks = tasks(0);
+        let t0 = Instant::now();
+        let us = |n: u64| t0 + Duration::from_micros(n);
+        // 10, 20, 30 go to the sorted run; 15, 5 and the tie at 20 to the heap.
+        for (at, id) in [(10, 1), (20, 2), (30, 3), (15, 4), (5, 5), (20, 6), (40, 7)] {
+            heap.push_callback(us(at), recorder(&log, id));
+        }
+        assert!(!heap.sorted.is_empty() && !heap.heap.is_empty());
+        run_due(&mut heap, &mut tasks, us(100));
+        assert_eq!(*log.borrow(), [5, 1, 4, 2, 6, 3, 7]);
     }
 
     #[test]
