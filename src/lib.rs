@@ -68,6 +68,7 @@ mod context;
 mod error;
 mod event_loop;
 mod executor;
+pub mod net;
 mod policy;
 mod runner;
 mod task;

@@ -24,6 +24,16 @@
 //!         gives asyncio's level-triggered `add_reader` semantics on
 //!         edge-triggered mechanisms.
 //!     fn deregister(&mut self, fd) -> io::Result<()>                    (unix)
+//!     fn register_source(&mut self, &mut impl net::Source, token) -> io::Result<()>
+//!     fn deregister_source(&mut self, &mut impl net::Source) -> io::Result<()>
+//!         An I/O object (socket, pipe) joins the driver for both directions;
+//!         the driver reports its readiness changes as events with `token`.
+//!
+//! mod net                             the socket types I/O objects wrap
+//!     TcpListener, TcpStream, UdpSocket (+ UnixListener, UnixStream,
+//!     UnixDatagram on Unix): non-blocking; an operation that would block
+//!     returns `io::ErrorKind::WouldBlock`, and the loop waits for the next
+//!     readiness event of that direction before trying again.
 //!
 //! struct Notifier: Send + Sync        the thread-safe wake-up
 //!     fn notify(&self) -> io::Result<()>

@@ -72,6 +72,39 @@ impl Driver {
     }
 }
 
+/// Socket types the loop's I/O objects wrap, and their registration.
+///
+/// A source is registered for both directions, edge-triggered; the loop keeps
+/// a readiness bit per direction, cleared when an operation reports
+/// `WouldBlock` and set again by the next event.
+pub(crate) mod net {
+    pub(crate) use mio::event::Source;
+    pub(crate) use mio::net::{TcpListener, TcpStream, UdpSocket};
+    #[cfg(unix)]
+    pub(crate) use mio::net::{UnixDatagram, UnixListener, UnixStream};
+
+    use super::Driver;
+    use std::io;
+
+    impl Driver {
+        pub(crate) fn register_source(
+            &mut self,
+            src: &mut impl Source,
+            token: usize,
+        ) -> io::Result<()> {
+            self.poll.registry().register(
+                src,
+                mio::Token(token),
+                mio::Interest::READABLE | mio::Interest::WRITABLE,
+            )
+        }
+
+        pub(crate) fn deregister_source(&mut self, src: &mut impl Source) -> io::Result<()> {
+            self.poll.registry().deregister(src)
+        }
+    }
+}
+
 #[cfg(unix)]
 mod fd {
     use super::*;

@@ -274,7 +274,10 @@ impl EventLoop {
         let inner = &*self.inner;
         let io = inner.io.borrow();
         let mut driver = inner.driver.borrow_mut();
-        for ev in events {
+        for ev in events
+            .iter()
+            .filter(|e| e.token & super::source::SOURCE_TOKEN == 0)
+        {
             let Some(entry) = io.entries.get(ev.token) else {
                 continue;
             };

@@ -9,6 +9,7 @@ pub(crate) mod handle;
 #[cfg(unix)]
 mod io;
 mod run;
+pub(crate) mod source;
 pub(crate) mod threadsafe;
 
 pub(crate) use run::{running_loop, schedule_task};
@@ -87,6 +88,8 @@ pub(crate) struct Inner {
     executor_threads: usize,
     #[cfg(unix)]
     io: RefCell<io::IoRegistry>,
+    /// Readiness of the loop's I/O objects (sockets).
+    pub(crate) sources: RefCell<source::Sources>,
 }
 
 impl Inner {
@@ -337,6 +340,7 @@ impl LoopBuilder {
             executor_threads,
             #[cfg(unix)]
             io: RefCell::new(io::IoRegistry::default()),
+            sources: RefCell::new(source::Sources::default()),
         });
         let index = LOOPS.with(|l| {
             let mut l = l.borrow_mut();
@@ -989,6 +993,11 @@ impl EventLoop {
         }
         #[cfg(unix)]
         self.close_io();
+        // Tasks waiting on sockets: their next operation reports `Closed`.
+        let waiters = inner.sources.borrow_mut().close();
+        for w in waiters {
+            w.wake();
+        }
         let exec = inner.executor.borrow_mut().take();
         if let Some(exec) = exec {
             exec.shutdown();

@@ -12,6 +12,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::handle::Callback;
+use super::source::SOURCE_TOKEN;
 use super::threadsafe::{Remote, RemoteItem};
 use super::{EventLoop, ExceptionContext, Inner, Ready};
 use crate::time::Fired;
@@ -374,6 +375,16 @@ impl EventLoop {
             );
         }
         if !events.is_empty() {
+            let mut wake = Vec::new();
+            {
+                let mut sources = inner.sources.borrow_mut();
+                for ev in events.iter().filter(|e| e.token & SOURCE_TOKEN != 0) {
+                    sources.dispatch(ev, &mut wake);
+                }
+            }
+            for w in wake {
+                w.wake();
+            }
             #[cfg(unix)]
             self.dispatch_io(&events);
             events.clear();

@@ -1,0 +1,1 @@
+// getaddrinfo / getnameinfo on the executor: written in this session (issue 4).

@@ -1,0 +1,1 @@
+// UDP sockets: written in this session by the networking work (issue 4).

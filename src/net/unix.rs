@@ -1,0 +1,1 @@
+// Unix domain sockets: written in this session by the networking work (issue 4).
