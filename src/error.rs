@@ -190,6 +190,13 @@ impl Error {
     }
 
     pub(crate) fn io(context: impl fmt::Display, err: io::Error) -> Error {
+        // An aioloop error carried through an `io::Error` (a closed loop seen
+        // by an I/O object) keeps its own kind.
+        if let Some(inner) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+            if inner.kind() != ErrorKind::Io {
+                return inner.clone();
+            }
+        }
         Error {
             repr: Box::new(Repr {
                 kind: ErrorKind::Io,

@@ -103,6 +103,80 @@ pub(crate) mod net {
             self.poll.registry().deregister(src)
         }
     }
+
+    /// Borrowed std sockets for the loop's `sock_*` methods: a [`Source`] for
+    /// a borrowed fd (registered only while one operation lasts) and the
+    /// non-blocking calls themselves, so `net::sock` makes no OS call.
+    #[cfg(unix)]
+    pub(crate) mod borrowed {
+        use std::io::{self, Read, Write};
+        use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+        use std::os::unix::io::RawFd;
+
+        use mio::unix::SourceFd;
+        use mio::{Interest, Registry, Token};
+
+        /// A borrowed fd as a mio source; the caller keeps the fd open.
+        pub(crate) struct FdSource(pub(crate) RawFd);
+
+        impl mio::event::Source for FdSource {
+            fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+                SourceFd(&self.0).register(r, t, i)
+            }
+            fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+                SourceFd(&self.0).reregister(r, t, i)
+            }
+            fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+                SourceFd(&self.0).deregister(r)
+            }
+        }
+
+        pub(crate) fn tcp_nonblocking(s: &TcpStream) -> io::Result<()> {
+            s.set_nonblocking(true)
+        }
+        pub(crate) fn listener_nonblocking(l: &TcpListener) -> io::Result<()> {
+            l.set_nonblocking(true)
+        }
+        pub(crate) fn udp_nonblocking(u: &UdpSocket) -> io::Result<()> {
+            u.set_nonblocking(true)
+        }
+        pub(crate) fn recv(mut s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+            s.read(buf)
+        }
+        pub(crate) fn send(mut s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+            s.write(buf)
+        }
+        pub(crate) fn recv_from(u: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+            u.recv_from(buf)
+        }
+        pub(crate) fn send_to(u: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+            u.send_to(buf, to)
+        }
+        /// Accepts one connection and makes it non-blocking, as asyncio does.
+        pub(crate) fn accept(l: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+            let (s, peer) = l.accept()?;
+            s.set_nonblocking(true)?;
+            Ok((s, peer))
+        }
+        /// Starts a non-blocking connect; finish it with [`connected`].
+        pub(crate) fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+            mio::net::TcpStream::connect(addr).map(TcpStream::from)
+        }
+        /// `Ok` once a started connect succeeded, `WouldBlock` while it is in
+        /// progress, the error if it failed.
+        pub(crate) fn connected(s: &TcpStream) -> io::Result<()> {
+            if let Some(e) = s.take_error()? {
+                return Err(e);
+            }
+            match s.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -3,7 +3,8 @@
 //!
 //! The driver reports readiness edges; the table keeps one bit per direction,
 //! set by an event and cleared when an operation reports `WouldBlock`, plus
-//! the waker of the one task waiting in each direction.
+//! the wakers of the tasks waiting in each direction (several tasks may wait
+//! on one shared socket: all are woken, and each retries its operation).
 
 use std::io;
 use std::task::{Context, Poll, Waker};
@@ -30,8 +31,8 @@ pub(crate) enum Direction {
 pub(crate) struct SourceState {
     readable: bool,
     writable: bool,
-    read_waker: Option<Waker>,
-    write_waker: Option<Waker>,
+    read_wakers: Vec<Waker>,
+    write_wakers: Vec<Waker>,
 }
 
 /// The loop's readiness table.
@@ -48,11 +49,11 @@ impl Sources {
         };
         if ev.readable {
             s.readable = true;
-            wake.extend(s.read_waker.take());
+            wake.append(&mut s.read_wakers);
         }
         if ev.writable {
             s.writable = true;
-            wake.extend(s.write_waker.take());
+            wake.append(&mut s.write_wakers);
         }
     }
 
@@ -61,7 +62,7 @@ impl Sources {
     pub(crate) fn close(&mut self) -> Vec<Waker> {
         self.entries
             .drain()
-            .flat_map(|s| s.read_waker.into_iter().chain(s.write_waker))
+            .flat_map(|s| s.read_wakers.into_iter().chain(s.write_wakers))
             .collect()
     }
 }
@@ -109,7 +110,7 @@ impl Registration {
     }
 
     /// Runs `op` once `dir` is ready; on `WouldBlock` clears the readiness
-    /// and waits for the next event. Only one task may wait per direction.
+    /// and waits for the next event.
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
@@ -125,14 +126,13 @@ impl Registration {
                 let Some(s) = sources.entries.get_mut(self.key) else {
                     return Poll::Ready(Err(io::Error::other(Error::closed())));
                 };
-                let (ready, slot) = match dir {
-                    Direction::Read => (s.readable, &mut s.read_waker),
-                    Direction::Write => (s.writable, &mut s.write_waker),
+                let (ready, waiters) = match dir {
+                    Direction::Read => (s.readable, &mut s.read_wakers),
+                    Direction::Write => (s.writable, &mut s.write_wakers),
                 };
                 if !ready {
-                    match slot {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => *slot = Some(cx.waker().clone()),
+                    if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                        waiters.push(cx.waker().clone());
                     }
                     return Poll::Pending;
                 }

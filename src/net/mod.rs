@@ -13,6 +13,9 @@ mod udp;
 mod unix;
 
 pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+#[cfg(unix)]
+pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
 use crate::{Error, EventLoop};
 

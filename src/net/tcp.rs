@@ -84,6 +84,9 @@ impl TcpListener {
     /// # drop(l); lp.close().unwrap();
     /// ```
     pub fn bind_on(lp: &EventLoop, addr: SocketAddr) -> Result<TcpListener, Error> {
+        if lp.is_closed() {
+            return Err(Error::closed());
+        }
         let mut io = sys::TcpListener::bind(addr)
             .map_err(|e| Error::io(format_args!("binding a TCP listener to {addr}"), e))?;
         let reg = Registration::new(lp, &mut io)?;
@@ -224,6 +227,9 @@ impl TcpStream {
     /// # drop((s, l)); lp.close().unwrap();
     /// ```
     pub async fn connect_on(lp: &EventLoop, addr: SocketAddr) -> Result<TcpStream, Error> {
+        if lp.is_closed() {
+            return Err(Error::closed());
+        }
         let failed = |e| Error::io(format_args!("connecting to {addr}"), e);
         let mut io = sys::TcpStream::connect(addr).map_err(failed)?;
         let reg = Registration::new(lp, &mut io)?;
