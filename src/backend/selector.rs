@@ -86,6 +86,25 @@ pub(crate) mod net {
     use super::Driver;
     use std::io;
 
+    /// A non-blocking TCP listener on `addr` with a listen queue of
+    /// `backlog` connections (mio's own `bind` fixes it at 128, which makes
+    /// a burst of connects wait for the kernel's one-second retry).
+    pub(crate) fn bind_tcp_listener(
+        addr: std::net::SocketAddr,
+        backlog: i32,
+    ) -> io::Result<TcpListener> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        // As asyncio's create_server (reuse_address=True on Unix): restart
+        // without waiting for TIME_WAIT to pass.
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(backlog)?;
+        Ok(TcpListener::from_std(socket.into()))
+    }
+
     impl Driver {
         pub(crate) fn register_source(
             &mut self,

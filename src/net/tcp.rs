@@ -11,6 +11,10 @@ use crate::backend::sys::net as sys;
 use crate::event_loop::source::{Direction, Registration};
 use crate::{Error, EventLoop};
 
+/// The listen queue length of [`TcpListener::bind`] and
+/// [`TcpListener::bind_on`] (tokio uses the same).
+const DEFAULT_BACKLOG: i32 = 1024;
+
 /// A TCP socket listening for connections (IPv4 or IPv6).
 ///
 /// # Examples
@@ -84,10 +88,41 @@ impl TcpListener {
     /// # drop(l); lp.close().unwrap();
     /// ```
     pub fn bind_on(lp: &EventLoop, addr: SocketAddr) -> Result<TcpListener, Error> {
+        TcpListener::bind_on_with_backlog(lp, addr, DEFAULT_BACKLOG)
+    }
+
+    /// Like [`bind_on`](TcpListener::bind_on), with a listen queue of
+    /// `backlog` pending connections (default 1024; the OS may cap it, on
+    /// Linux at `net.core.somaxconn`).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_on`](TcpListener::bind_on), and
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a zero
+    /// or negative backlog.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let l = aioloop::net::TcpListener::bind_on_with_backlog(&lp, "127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    /// # drop(l); lp.close().unwrap();
+    /// ```
+    pub fn bind_on_with_backlog(
+        lp: &EventLoop,
+        addr: SocketAddr,
+        backlog: i32,
+    ) -> Result<TcpListener, Error> {
         if lp.is_closed() {
             return Err(Error::closed());
         }
-        let mut io = sys::TcpListener::bind(addr)
+        if backlog <= 0 {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidInput,
+                format!("the listen backlog must be at least 1, not {backlog}"),
+            ));
+        }
+        let mut io = sys::bind_tcp_listener(addr, backlog)
             .map_err(|e| Error::io(format_args!("binding a TCP listener to {addr}"), e))?;
         let reg = Registration::new(lp, &mut io)?;
         Ok(TcpListener { io, reg })
