@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use aioloop::net::{TcpListener, TcpStream};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!";
 
 async fn serve(mut conn: TcpStream) -> Result<(), aioloop::Error> {
     let mut buf = vec![0; 8 * 1024];

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     TimedOut,
     /// `stop()` ended `run_until_complete` before its future finished.
     Stopped,
+    /// The program was interrupted (SIGINT / Ctrl-C) while `run()` ran its
+    /// main future, which was cancelled (asyncio raises `KeyboardInterrupt`).
+    Interrupted,
     /// The current context has no id (for example no host context was entered).
     NoContext,
     /// The argument is not acceptable; the message says why.
@@ -59,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Panicked => "panicked",
             ErrorKind::TimedOut => "timed out",
             ErrorKind::Stopped => "stopped",
+            ErrorKind::Interrupted => "interrupted",
             ErrorKind::NoContext => "no context",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Unsupported => "unsupported",

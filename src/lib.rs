@@ -70,7 +70,11 @@ mod event_loop;
 mod executor;
 pub mod net;
 mod policy;
+#[cfg(unix)]
+pub mod process;
 mod runner;
+#[cfg(unix)]
+pub mod signal;
 mod task;
 mod time;
 

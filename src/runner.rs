@@ -1,8 +1,10 @@
 //! `run()` and [`Runner`]: the high-level entry points (asyncio.run /
 //! asyncio.Runner).
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::{Error, ErrorKind, EventLoop, TaskContextId};
@@ -227,7 +229,9 @@ impl Runner {
             ));
         }
         let lp = self.lazy_init()?;
-        lp.run_main(fut, self.context)
+        let interrupt = Rc::new(Cell::new(false));
+        let _sigint = sigint_hook(&lp, &interrupt);
+        lp.run_main(fut, self.context, Some(&interrupt))
     }
 
     /// Cancels the loop's remaining tasks, shuts its default executor down,
@@ -265,6 +269,30 @@ impl Runner {
     }
 }
 
+/// On the main thread of a Unix process, turns SIGINT (Ctrl-C) into
+/// cancelling the main future, as asyncio's `Runner.run` does (a handler the
+/// program installed for SIGINT keeps priority). Elsewhere, or when the hook
+/// cannot be installed, SIGINT keeps its usual effect. The hook lasts while
+/// the returned guard lives.
+#[cfg(unix)]
+fn sigint_hook(lp: &EventLoop, interrupt: &Rc<Cell<bool>>) -> Option<crate::signal::SigintGuard> {
+    if std::thread::current().name() != Some("main") {
+        return None;
+    }
+    let set = interrupt.clone();
+    let l2 = lp.clone();
+    crate::signal::install_sigint_cancel(lp, move || {
+        set.set(true);
+        l2.wake_main();
+    })
+    .ok()
+}
+
+#[cfg(not(unix))]
+fn sigint_hook(_lp: &EventLoop, _interrupt: &Rc<Cell<bool>>) -> Option<()> {
+    None
+}
+
 /// Cancels what is left, then waits for the executor: asyncio's
 /// `_cancel_all_tasks` and `shutdown_default_executor`.
 fn shutdown(lp: &EventLoop, ctx: TaskContextId) -> Result<(), Error> {
@@ -285,6 +313,7 @@ fn shutdown(lp: &EventLoop, ctx: TaskContextId) -> Result<(), Error> {
             l2.pending_tasks() == 0
         },
         ctx,
+        None,
     )?;
     if !cancelled {
         lp.call_exception_handler(&crate::ExceptionContext::new(format!(
@@ -295,6 +324,7 @@ fn shutdown(lp: &EventLoop, ctx: TaskContextId) -> Result<(), Error> {
     let joined = lp.run_main(
         crate::timeout(EXECUTOR_JOIN_TIMEOUT, lp.shutdown_default_executor()),
         ctx,
+        None,
     )?;
     match joined {
         Ok(r) => r,

@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::Context;
@@ -373,6 +374,141 @@ fn timer_fire<R: Runtime>(s: Size) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------
+// I/O benchmarks: client and server tasks on the same runtime, over loopback.
+
+const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// The echo server's read buffer: a typical echo server reads what is there
+/// into a big buffer and writes it back (a short read also tells a runtime
+/// that the socket is drained, which saves it a read that would fail).
+const ECHO_BUF: usize = 64 * 1024;
+
+/// Opens `conns` loopback TCP connections (`TCP_NODELAY` on both ends) and
+/// spawns a detached echo task on each server end (`read` into a 64 KiB
+/// buffer, `write_all` what came, until end of stream; the process exits
+/// without tearing down). Returns the client ends.
+async fn tcp_echo_pairs<R: Runtime>(h: &R::Handle, conns: usize) -> Vec<R::TcpStream> {
+    let (listener, addr) = R::tcp_bind(h, LOOPBACK).await.expect("tcp bind");
+    let mut clients = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        // The kernel completes the handshake into the backlog (1024 on every
+        // runtime), so connect-then-accept needs no second task.
+        let client = R::tcp_connect(h, addr).await.expect("tcp connect");
+        let mut server = R::tcp_accept(&listener).await.expect("tcp accept");
+        R::spawn_detached(h, async move {
+            let mut buf = vec![0u8; ECHO_BUF];
+            loop {
+                match R::read(&mut server, &mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => R::write_all(&mut server, &buf[..n])
+                        .await
+                        .expect("echo write"),
+                }
+            }
+        });
+        clients.push(client);
+    }
+    clients
+}
+
+/// `conns` connections each doing `n` round trips of `msg` bytes (write_all,
+/// then read_exact of the echo), all concurrently, one client task per
+/// connection. The connections are opened in the untimed warm-up repetition
+/// and reused. One op = one round trip.
+fn tcp_ping_pong<R: Runtime>(s: Size, conns: usize, msg: usize) -> Outcome {
+    let clients: Rc<RefCell<Vec<R::TcpStream>>> = Rc::default();
+    timed::<R, _, _>(s, (conns * s.n) as u64, move |h| {
+        let clients = clients.clone();
+        async move {
+            let open = !clients.borrow().is_empty();
+            let streams = if open {
+                std::mem::take(&mut *clients.borrow_mut())
+            } else {
+                tcp_echo_pairs::<R>(&h, conns).await
+            };
+            let joins: Vec<R::Join<R::TcpStream>> = streams
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut c)| {
+                    R::spawn(&h, async move {
+                        let out = vec![i as u8; msg];
+                        let mut back = vec![0u8; msg];
+                        for _ in 0..s.n {
+                            R::write_all(&mut c, &out).await.expect("write");
+                            R::read_exact(&mut c, &mut back).await.expect("read echo");
+                        }
+                        assert!(s.n == 0 || back == out, "echo differs");
+                        c
+                    })
+                })
+                .collect();
+            let mut streams = Vec::with_capacity(conns);
+            for j in joins {
+                streams.push(j.await);
+            }
+            *clients.borrow_mut() = streams;
+        }
+    })
+}
+
+/// 1 connection, 64-byte messages, `n` round trips.
+fn tcp_ping_pong_1x64<R: Runtime>(s: Size) -> Outcome {
+    tcp_ping_pong::<R>(s, 1, 64)
+}
+
+/// 64 connections, 64-byte messages, `n` round trips each.
+fn tcp_ping_pong_64x64<R: Runtime>(s: Size) -> Outcome {
+    tcp_ping_pong::<R>(s, 64, 64)
+}
+
+/// 64 connections, 1 KiB messages, `n` round trips each.
+fn tcp_ping_pong_64x1k<R: Runtime>(s: Size) -> Outcome {
+    tcp_ping_pong::<R>(s, 64, 1024)
+}
+
+/// `udp_ping_pong`'s client socket and its echo server's address.
+type UdpClient<R> = (<R as Runtime>::UdpSocket, SocketAddr);
+
+/// One pair of UDP sockets: the client sends an `m`-byte datagram with
+/// `send_to`, a detached echo task answers with `recv_from` + `send_to`, the
+/// client waits for it with `recv_from`; `n` round trips. The sockets are
+/// bound in the untimed warm-up repetition and reused.
+fn udp_ping_pong<R: Runtime>(s: Size) -> Outcome {
+    // The client socket and the echo server's address, once bound.
+    let client: Rc<RefCell<Option<UdpClient<R>>>> = Rc::default();
+    timed::<R, _, _>(s, s.n as u64, move |h| {
+        let client = client.clone();
+        async move {
+            let taken = client.borrow_mut().take();
+            let (sock, server) = match taken {
+                Some(c) => c,
+                None => {
+                    let (server, server_addr) = R::udp_bind(&h, LOOPBACK).await.expect("udp bind");
+                    R::spawn_detached(&h, async move {
+                        let mut buf = vec![0u8; 65_536];
+                        loop {
+                            let (len, from) = R::recv_from(&server, &mut buf).await.expect("recv");
+                            R::send_to(&server, &buf[..len], from).await.expect("echo");
+                        }
+                    });
+                    let (sock, _) = R::udp_bind(&h, LOOPBACK).await.expect("udp bind");
+                    (sock, server_addr)
+                }
+            };
+            let out = vec![7u8; s.m];
+            let mut back = vec![0u8; s.m + 1];
+            for _ in 0..s.n {
+                let sent = R::send_to(&sock, &out, server).await.expect("send_to");
+                assert_eq!(sent, s.m);
+                let (len, from) = R::recv_from(&sock, &mut back).await.expect("recv_from");
+                assert_eq!((len, from), (s.m, server), "unexpected datagram");
+            }
+            *client.borrow_mut() = Some((sock, server));
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Memory benchmarks
 
 /// `n` detached tasks each awaiting a future that never completes.
@@ -499,6 +635,26 @@ benches! {
         about: "n tasks (200k) sleeping uniformly over m ms (10), all awaited; includes the spawn",
         peers: None,
     }
+    tcp_ping_pong_1x64 {
+        kind: Kind::Time, unit: "ns/round trip", full: size(10_000, 0, 5), smoke: size(200, 0, 1),
+        about: "1 loopback TCP connection, n round trips (10,000) of 64 B: the client task write_all()s the message and read_exact()s the echo; an echo task on the same runtime read()s into a 64 KiB buffer and write_all()s what came; TCP_NODELAY",
+        peers: None,
+    }
+    tcp_ping_pong_64x64 {
+        kind: Kind::Time, unit: "ns/round trip", full: size(200, 0, 5), smoke: size(20, 0, 1),
+        about: "64 loopback TCP connections concurrently, n round trips (200) of 64 B each (64 client + 64 echo tasks); ns = total time / total round trips",
+        peers: None,
+    }
+    tcp_ping_pong_64x1k {
+        kind: Kind::Time, unit: "ns/round trip", full: size(200, 0, 5), smoke: size(20, 0, 1),
+        about: "as tcp_ping_pong_64x64 with 1 KiB messages",
+        peers: None,
+    }
+    udp_ping_pong {
+        kind: Kind::Time, unit: "ns/round trip", full: size(10_000, 64, 5), smoke: size(200, 64, 1),
+        about: "1 pair of loopback UDP sockets, n round trips (10,000) of m-byte datagrams (64): client send_to + recv_from, an echo task recv_from + send_to on the same runtime",
+        peers: None,
+    }
     mem_pending_tasks {
         kind: Kind::Memory, unit: "B/task", full: size(1_000_000, 0, 1), smoke: size(10_000, 0, 1),
         about: "n detached tasks (1M) each awaiting std::future::pending()",
@@ -513,6 +669,13 @@ benches! {
         kind: Kind::Memory, unit: "B/callback", full: size(1_000_000, 0, 1), smoke: size(10_000, 0, 1),
         about: "n callbacks (1M) scheduled with call_later(1 hour), handles dropped",
         peers: Some("a detached task per callback that sleeps 1 hour then calls it (no call_later)"),
+    }
+}
+
+impl Bench {
+    /// One of the I/O benchmarks (their op is a network round trip).
+    pub fn is_io(&self) -> bool {
+        self.unit == "ns/round trip"
     }
 }
 

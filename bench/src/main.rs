@@ -36,6 +36,9 @@ OPTIONS:
   --list                list benchmarks and runtimes
   --cachegrind B R      instructions per op under valgrind --tool=cachegrind
                         (B, R: a benchmark / runtime name, or all)
+  --strace B R          syscalls per op under strace -c -f, at smoke sizes
+                        (B: a benchmark name, or all = the I/O benchmarks;
+                        R: a runtime name, or all); writes results/syscalls.md
   --child B R           run one benchmark once and print a RESULT line
                         (used by the parent; also takes --smoke and --reps N)
   -h, --help            this text
@@ -52,6 +55,7 @@ struct Args {
     no_write: bool,
     list: bool,
     cachegrind: Option<(String, String)>,
+    strace: Option<(String, String)>,
     child: Option<(String, String)>,
     reps: Option<u32>,
 }
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         no_write: false,
         list: false,
         cachegrind: None,
+        strace: None,
         child: None,
         reps: None,
     };
@@ -107,6 +112,11 @@ fn parse_args() -> Result<Args, String> {
                 let r = value("a runtime")?;
                 a.cachegrind = Some((b, r));
             }
+            "--strace" => {
+                let b = value("a benchmark")?;
+                let r = value("a runtime")?;
+                a.strace = Some((b, r));
+            }
             "--child" => {
                 let b = value("a benchmark")?;
                 let r = value("a runtime")?;
@@ -144,6 +154,8 @@ fn main() -> ExitCode {
         Ok(())
     } else if let Some((b, r)) = &args.cachegrind {
         cachegrind(&args, b, r)
+    } else if let Some((b, r)) = &args.strace {
+        strace(&args, b, r)
     } else {
         parent(&args)
     };
@@ -553,9 +565,192 @@ fn cachegrind(args: &Args, bench: &str, runtime: &str) -> Result<(), String> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// strace: system calls per operation, a side figure for the I/O benchmarks.
+
+/// `(syscall, calls, errors)` rows of an `strace -c` summary (without the
+/// `total` row).
+fn parse_strace_summary(text: &str) -> Vec<(String, u64, u64)> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if f.len() < 5 || f[0].parse::<f64>().is_err() || f[1].parse::<f64>().is_err() {
+            continue;
+        }
+        let name = f[f.len() - 1];
+        if name == "total" {
+            continue;
+        }
+        let Ok(calls) = f[3].parse::<u64>() else {
+            continue;
+        };
+        let errors = if f.len() >= 6 {
+            f[4].parse::<u64>().unwrap_or(0)
+        } else {
+            0
+        };
+        rows.push((name.to_string(), calls, errors));
+    }
+    rows
+}
+
+/// Per syscall: `(calls, errors)`.
+type SyscallCounts = HashMap<String, (u64, u64)>;
+
+/// One child under `strace -c -f` (pinned like the timed children): its
+/// per-syscall counts and the ops its timed part ran.
+fn strace_child(
+    pin: Option<&str>,
+    bench: &str,
+    runtime: &str,
+    reps: u32,
+) -> Result<(SyscallCounts, u64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let file = std::env::temp_dir().join(format!(
+        "aioloop-bench-strace-{}-{bench}-{runtime}-{reps}.txt",
+        std::process::id()
+    ));
+    let mut cmd = match pin {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpu, "strace"]);
+            c
+        }
+        None => Command::new("strace"),
+    };
+    cmd.args(["-c", "-f", "-o"]).arg(&file).arg(exe).args([
+        "--child",
+        bench,
+        runtime,
+        "--smoke",
+        "--reps",
+        &reps.to_string(),
+    ]);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run strace (is it installed?): {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let o = parse_result(&stdout).ok_or_else(|| {
+        format!(
+            "{bench} {runtime} under strace failed ({}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()));
+    let _ = std::fs::remove_file(&file);
+    let rows = parse_strace_summary(&text?);
+    if rows.is_empty() {
+        return Err(format!("no strace summary for {bench} {runtime}"));
+    }
+    let counts = rows.into_iter().map(|(n, c, e)| (n, (c, e))).collect();
+    Ok((counts, o.ops))
+}
+
+fn strace(args: &Args, bench: &str, runtime: &str) -> Result<(), String> {
+    let benches: Vec<&Bench> = if bench == "all" {
+        BENCHES.iter().filter(|b| b.is_io()).collect()
+    } else {
+        vec![benches::find(bench).ok_or_else(|| format!("unknown benchmark {bench:?}"))?]
+    };
+    let rts: Vec<&RuntimeEntry> = if runtime == "all" {
+        RUNTIMES.iter().collect()
+    } else {
+        vec![runtimes::find(runtime).ok_or_else(|| format!("unknown runtime {runtime:?}"))?]
+    };
+    let pin = taskset_works(&args.cpu).then_some(args.cpu.as_str());
+    println!(
+        "syscalls per op = (calls with 3 timed reps - calls with 1) / (ops difference), smoke sizes, \
+         every thread (strace -c -f){}",
+        pin.map_or(String::new(), |c| format!(", pinned to CPU {c}"))
+    );
+    let mut md = format!(
+        "# System calls per operation (strace -c -f)\n\n- Date: {}\n- Machine: {}, {} CPUs (nproc), Linux {}\n- Command: `cargo run --release -p aioloop-bench -- --strace {bench} {runtime}`\n- Method: each child runs at its `--smoke` size under `strace -c -f` (every thread counted){}, once with 1 timed repetition and once with 3; (calls with 3 − calls with 1) / (the difference in ops), so setup (connecting, binding) and the warm-up cancel out. \"failed\" counts calls that returned an error (for reads, EAGAIN: a speculative read that found nothing). Issue 4's goal: at most 4.1 per round trip at 64 connections.\n\n| benchmark | runtime | syscalls / op | failed / op | top syscalls per op (failed) |\n|---|---|---:|---:|---|\n",
+        sys::now_utc(),
+        sys::cpu_model(),
+        sys::nproc(),
+        sys::kernel(),
+        pin.map_or(String::new(), |c| format!(", pinned with `taskset -c {c}`"))
+    );
+    for b in &benches {
+        for r in &rts {
+            let (c1, ops1) = strace_child(pin, b.name, r.name, 1)?;
+            let (c3, ops3) = strace_child(pin, b.name, r.name, 3)?;
+            let dops = ops3.saturating_sub(ops1).max(1) as f64;
+            let mut per: Vec<(String, f64, f64)> = c3
+                .iter()
+                .map(|(name, &(calls, errs))| {
+                    let (calls1, errs1) = c1.get(name).copied().unwrap_or((0, 0));
+                    (
+                        name.clone(),
+                        calls.saturating_sub(calls1) as f64 / dops,
+                        errs.saturating_sub(errs1) as f64 / dops,
+                    )
+                })
+                .filter(|x| x.1 >= 0.005)
+                .collect();
+            per.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let total: f64 = per.iter().map(|x| x.1).sum();
+            let failed: f64 = per.iter().map(|x| x.2).sum();
+            let top = per
+                .iter()
+                .take(6)
+                .map(|(n, c, e)| {
+                    if *e >= 0.005 {
+                        format!("{n} {c:.2} ({e:.2})")
+                    } else {
+                        format!("{n} {c:.2}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let per_what = b.unit.trim_start_matches("ns/");
+            println!(
+                "{:<20} {:<8} {total:>7.2} syscalls/{per_what} ({failed:.2} failed): {top}",
+                b.name, r.name
+            );
+            md.push_str(&format!(
+                "| {} | {} | {total:.2} | {failed:.2} | {top} |\n",
+                b.name, r.name
+            ));
+        }
+    }
+    if !args.no_write {
+        let dir = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let p = dir.join("syscalls.md");
+        std::fs::write(&p, md).map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_strace_summary() {
+        let text = "\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ------------------
+ 56.08    0.137629          13     10304      5184 recvfrom
+ 41.05    0.100743          19      5120           sendto
+------ ----------- ----------- --------- --------- ------------------
+100.00    0.245414          15     15424      5184 total
+";
+        assert_eq!(
+            parse_strace_summary(text),
+            vec![
+                ("recvfrom".to_string(), 10304, 5184),
+                ("sendto".to_string(), 5120, 0)
+            ]
+        );
+    }
 
     #[test]
     fn parses_result_line() {

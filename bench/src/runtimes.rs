@@ -1,11 +1,13 @@
 //! The runtimes under test, behind one small trait.
 //!
-//! Adding a peer = one `impl Runtime for NewPeer` (a dozen lines) plus one
-//! line in [`RUNTIMES`]. Every benchmark body is generic over [`Runtime`], so
-//! a new peer runs all of them.
+//! Adding a peer = one `impl Runtime for NewPeer` (a few dozen lines) plus
+//! one line in [`RUNTIMES`]. Every benchmark body is generic over
+//! [`Runtime`], so a new peer runs all of them.
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -65,6 +67,64 @@ pub trait Runtime: 'static {
     fn call_later<F: FnOnce() + 'static>(_h: &Self::Handle, _d: Duration, _f: F) {
         unreachable!("{} has no native callbacks", Self::NAME)
     }
+
+    // --- Networking (the I/O benchmarks): each runtime's own socket types,
+    // driven by its own reactor, through its own read/write extension traits.
+
+    /// A listening TCP socket.
+    type TcpListener: 'static;
+    /// A connected TCP stream.
+    type TcpStream: 'static;
+    /// A bound UDP socket.
+    type UdpSocket: 'static;
+
+    /// Binds a TCP listener (port 0: any free port); returns it and its address.
+    fn tcp_bind(
+        h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<(Self::TcpListener, SocketAddr)>>;
+
+    /// Accepts one connection, with `TCP_NODELAY` set.
+    fn tcp_accept(l: &Self::TcpListener) -> impl Future<Output = io::Result<Self::TcpStream>>;
+
+    /// Connects to `addr`, with `TCP_NODELAY` set.
+    fn tcp_connect(
+        h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Self::TcpStream>>;
+
+    /// Writes all of `buf`.
+    fn write_all(s: &mut Self::TcpStream, buf: &[u8]) -> impl Future<Output = io::Result<()>>;
+
+    /// Reads what is available (at most `buf.len()` bytes; 0 at end of stream).
+    fn read(s: &mut Self::TcpStream, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
+
+    /// Fills `buf` exactly.
+    fn read_exact(s: &mut Self::TcpStream, buf: &mut [u8]) -> impl Future<Output = io::Result<()>>;
+
+    /// Binds a UDP socket (port 0: any free port); returns it and its address.
+    fn udp_bind(
+        h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<(Self::UdpSocket, SocketAddr)>>;
+
+    /// Sends one datagram to `to`.
+    fn send_to(
+        s: &Self::UdpSocket,
+        buf: &[u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<usize>>;
+
+    /// Receives one datagram: its length and sender.
+    fn recv_from(
+        s: &Self::UdpSocket,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>>;
+}
+
+/// aioloop's errors as `io::Error` (the I/O benchmarks expect them all).
+fn io_err(e: aioloop::Error) -> io::Error {
+    io::Error::other(e)
 }
 
 /// Unwraps a join handle whose output is a `Result`.
@@ -97,7 +157,7 @@ impl Runtime for AioLoop {
     const NAME: &'static str = "aioloop";
     const ABOUT: &'static str = "aioloop: EventLoop::new() + run_until_complete; tasks with \
         EventLoop::create_task (handle passed down), aioloop::sleep, aioloop::yield_now, \
-        EventLoop::call_soon / call_later";
+        EventLoop::call_soon / call_later; aioloop::net TcpListener::bind_on / TcpStream::connect_on / UdpSocket::bind_on with futures::io AsyncReadExt / AsyncWriteExt";
     const NATIVE_CALLBACKS: bool = true;
 
     type Handle = aioloop::EventLoop;
@@ -146,6 +206,62 @@ impl Runtime for AioLoop {
     fn call_later<F: FnOnce() + 'static>(h: &Self::Handle, d: Duration, f: F) {
         h.call_later(d, f).expect("aioloop: call_later");
     }
+
+    type TcpListener = aioloop::net::TcpListener;
+    type TcpStream = aioloop::net::TcpStream;
+    type UdpSocket = aioloop::net::UdpSocket;
+
+    async fn tcp_bind(
+        h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> io::Result<(Self::TcpListener, SocketAddr)> {
+        let l = aioloop::net::TcpListener::bind_on(h, addr).map_err(io_err)?;
+        let addr = l.local_addr().map_err(io_err)?;
+        Ok((l, addr))
+    }
+
+    async fn tcp_accept(l: &Self::TcpListener) -> io::Result<Self::TcpStream> {
+        let (s, _) = l.accept().await.map_err(io_err)?;
+        s.set_nodelay(true).map_err(io_err)?;
+        Ok(s)
+    }
+
+    async fn tcp_connect(h: &Self::Handle, addr: SocketAddr) -> io::Result<Self::TcpStream> {
+        let s = aioloop::net::TcpStream::connect_on(h, addr)
+            .await
+            .map_err(io_err)?;
+        s.set_nodelay(true).map_err(io_err)?;
+        Ok(s)
+    }
+
+    async fn write_all(s: &mut Self::TcpStream, buf: &[u8]) -> io::Result<()> {
+        futures::io::AsyncWriteExt::write_all(s, buf).await
+    }
+
+    async fn read(s: &mut Self::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        futures::io::AsyncReadExt::read(s, buf).await
+    }
+
+    async fn read_exact(s: &mut Self::TcpStream, buf: &mut [u8]) -> io::Result<()> {
+        futures::io::AsyncReadExt::read_exact(s, buf).await
+    }
+
+    async fn udp_bind(
+        h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> io::Result<(Self::UdpSocket, SocketAddr)> {
+        let s = aioloop::net::UdpSocket::bind_on(h, addr).map_err(io_err)?;
+        let addr = s.local_addr().map_err(io_err)?;
+        Ok((s, addr))
+    }
+
+    async fn send_to(s: &Self::UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        s.send_to(buf, to).await.map_err(io_err)
+    }
+
+    async fn recv_from(s: &Self::UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        s.recv_from(buf).await.map_err(io_err)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -165,7 +281,7 @@ impl Runtime for Tokio {
     const NAME: &'static str = "tokio";
     const ABOUT: &'static str =
         "tokio: Builder::new_current_thread().enable_all() + LocalSet::block_on; \
-        tasks with tokio::task::spawn_local, tokio::time::sleep, tokio::task::yield_now";
+        tasks with tokio::task::spawn_local, tokio::time::sleep, tokio::task::yield_now; tokio::net TcpListener / TcpStream / UdpSocket with tokio::io AsyncReadExt / AsyncWriteExt";
 
     type Handle = ();
     type Join<T: 'static> = Unwrap<tokio::task::JoinHandle<T>>;
@@ -208,6 +324,60 @@ impl Runtime for Tokio {
     fn sleep(d: Duration) -> impl Future<Output = ()> {
         tokio::time::sleep(d)
     }
+
+    type TcpListener = tokio::net::TcpListener;
+    type TcpStream = tokio::net::TcpStream;
+    type UdpSocket = tokio::net::UdpSocket;
+
+    async fn tcp_bind(
+        _h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> io::Result<(Self::TcpListener, SocketAddr)> {
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        let addr = l.local_addr()?;
+        Ok((l, addr))
+    }
+
+    async fn tcp_accept(l: &Self::TcpListener) -> io::Result<Self::TcpStream> {
+        let (s, _) = l.accept().await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    async fn tcp_connect(_h: &Self::Handle, addr: SocketAddr) -> io::Result<Self::TcpStream> {
+        let s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    async fn write_all(s: &mut Self::TcpStream, buf: &[u8]) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::write_all(s, buf).await
+    }
+
+    async fn read(s: &mut Self::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::io::AsyncReadExt::read(s, buf).await
+    }
+
+    async fn read_exact(s: &mut Self::TcpStream, buf: &mut [u8]) -> io::Result<()> {
+        tokio::io::AsyncReadExt::read_exact(s, buf).await.map(drop)
+    }
+
+    async fn udp_bind(
+        _h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> io::Result<(Self::UdpSocket, SocketAddr)> {
+        let s = tokio::net::UdpSocket::bind(addr).await?;
+        let addr = s.local_addr()?;
+        Ok((s, addr))
+    }
+
+    async fn send_to(s: &Self::UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        s.send_to(buf, to).await
+    }
+
+    async fn recv_from(s: &Self::UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        s.recv_from(buf).await
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -223,7 +393,7 @@ impl Runtime for Smol {
     const NAME: &'static str = "smol";
     const ABOUT: &'static str = "smol: async_executor::LocalExecutor driven by \
         async_io::block_on(ex.run(..)); Rc<LocalExecutor> passed down, ex.spawn, \
-        async_io::Timer::after, futures_lite::future::yield_now";
+        async_io::Timer::after, futures_lite::future::yield_now; async_io::Async<std::net::{TcpListener, TcpStream, UdpSocket}> with futures_lite AsyncReadExt / AsyncWriteExt";
 
     type Handle = Rc<async_executor::LocalExecutor<'static>>;
     type Join<T: 'static> = async_executor::Task<T>;
@@ -260,6 +430,60 @@ impl Runtime for Smol {
 
     async fn sleep(d: Duration) {
         async_io::Timer::after(d).await;
+    }
+
+    type TcpListener = async_io::Async<std::net::TcpListener>;
+    type TcpStream = async_io::Async<std::net::TcpStream>;
+    type UdpSocket = async_io::Async<std::net::UdpSocket>;
+
+    async fn tcp_bind(
+        _h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> io::Result<(Self::TcpListener, SocketAddr)> {
+        let l = async_io::Async::<std::net::TcpListener>::bind(addr)?;
+        let addr = l.get_ref().local_addr()?;
+        Ok((l, addr))
+    }
+
+    async fn tcp_accept(l: &Self::TcpListener) -> io::Result<Self::TcpStream> {
+        let (s, _) = l.accept().await?;
+        s.get_ref().set_nodelay(true)?;
+        Ok(s)
+    }
+
+    async fn tcp_connect(_h: &Self::Handle, addr: SocketAddr) -> io::Result<Self::TcpStream> {
+        let s = async_io::Async::<std::net::TcpStream>::connect(addr).await?;
+        s.get_ref().set_nodelay(true)?;
+        Ok(s)
+    }
+
+    async fn write_all(s: &mut Self::TcpStream, buf: &[u8]) -> io::Result<()> {
+        futures_lite::AsyncWriteExt::write_all(s, buf).await
+    }
+
+    async fn read(s: &mut Self::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        futures_lite::AsyncReadExt::read(s, buf).await
+    }
+
+    async fn read_exact(s: &mut Self::TcpStream, buf: &mut [u8]) -> io::Result<()> {
+        futures_lite::AsyncReadExt::read_exact(s, buf).await
+    }
+
+    async fn udp_bind(
+        _h: &Self::Handle,
+        addr: SocketAddr,
+    ) -> io::Result<(Self::UdpSocket, SocketAddr)> {
+        let s = async_io::Async::<std::net::UdpSocket>::bind(addr)?;
+        let addr = s.get_ref().local_addr()?;
+        Ok((s, addr))
+    }
+
+    async fn send_to(s: &Self::UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        s.send_to(buf, to).await
+    }
+
+    async fn recv_from(s: &Self::UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        s.recv_from(buf).await
     }
 }
 

@@ -72,6 +72,11 @@ cfg_if::cfg_if! {
 
 pub(crate) use sys::{Driver, Notifier};
 
+#[cfg(unix)]
+pub(crate) mod process;
+#[cfg(unix)]
+pub(crate) mod signal;
+
 /// Which backend a loop waits in.
 ///
 /// `Auto` picks the platform's default; the `AIOLOOP_BACKEND` environment
@@ -174,6 +179,11 @@ pub(crate) struct Event {
     pub(crate) token: usize,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer closed its side (or the socket failed): reads no longer
+    /// block. Unlike `readable`, this never goes away again.
+    pub(crate) read_closed: bool,
+    /// Writing can no longer block (the socket closed or failed).
+    pub(crate) write_closed: bool,
 }
 
 #[cfg(test)]

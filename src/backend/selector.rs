@@ -66,6 +66,8 @@ impl Driver {
                 token: ev.token().0,
                 readable: ev.is_readable() || broken,
                 writable: ev.is_writable() || broken,
+                read_closed: ev.is_read_closed() || ev.is_error(),
+                write_closed: ev.is_write_closed() || ev.is_error(),
             });
         }
         Ok(())

@@ -188,13 +188,25 @@ impl EventLoop {
     /// ```
     pub fn run_until_complete<F: Future>(&self, fut: F) -> Result<F::Output, Error> {
         let ctx = crate::context::current_task_context();
-        self.run_main(fut, ctx)
+        self.run_main(fut, ctx, None)
     }
 
+    /// Queues the `run_until_complete` future for a poll (used to deliver an
+    /// interruption to it).
+    #[cfg_attr(not(unix), allow(dead_code))] // SIGINT exists on Unix only
+    pub(crate) fn wake_main(&self) {
+        self.inner.ready.borrow_mut().push_back(Ready::Main);
+    }
+
+    /// Drives `fut` as the main task in task context `ctx`. When
+    /// `interrupt` is set (by a SIGINT hook, which then calls
+    /// [`wake_main`](EventLoop::wake_main)), the future is cancelled at its
+    /// next turn and the run returns `Err(Interrupted)`.
     pub(crate) fn run_main<F: Future>(
         &self,
         fut: F,
         ctx: crate::TaskContextId,
+        interrupt: Option<&std::cell::Cell<bool>>,
     ) -> Result<F::Output, Error> {
         let _guard = self.enter_running()?;
         let state = Arc::new(MainWaker {
@@ -211,6 +223,14 @@ impl EventLoop {
                     return;
                 }
                 state.queued.store(false, Ordering::Release);
+                if interrupt.is_some_and(std::cell::Cell::get) {
+                    output = Some(Err(Error::new(
+                        ErrorKind::Interrupted,
+                        "interrupted by SIGINT (Ctrl-C): the main future was cancelled",
+                    )));
+                    self.stop();
+                    return;
+                }
                 let mut cx = Context::from_waker(&waker);
                 let _ctx = crate::context::enter_task_context(ctx);
                 match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))) {
@@ -376,14 +396,18 @@ impl EventLoop {
         }
         if !events.is_empty() {
             let mut wake = Vec::new();
+            let mut handlers = Vec::new();
             {
                 let mut sources = inner.sources.borrow_mut();
                 for ev in events.iter().filter(|e| e.token & SOURCE_TOKEN != 0) {
-                    sources.dispatch(ev, &mut wake);
+                    sources.dispatch(ev, &mut wake, &mut handlers);
                 }
             }
             for w in wake {
                 w.wake();
+            }
+            for h in handlers {
+                inner.ready.borrow_mut().push_back(Ready::Callback(h));
             }
             #[cfg(unix)]
             self.dispatch_io(&events);

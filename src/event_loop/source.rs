@@ -7,10 +7,12 @@
 //! on one shared socket: all are woken, and each retries its operation).
 
 use std::io;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
+use super::handle::Callback;
 use super::EventLoop;
 use crate::backend::sys::net::Source;
 use crate::backend::Event;
@@ -31,8 +33,16 @@ pub(crate) enum Direction {
 pub(crate) struct SourceState {
     readable: bool,
     writable: bool,
+    /// Sticky: once the peer closed (or the socket failed), operations in
+    /// that direction never block again, so they are always tried (a read
+    /// then returns EOF or the error). Clearing `readable` after a short
+    /// read must not hide an EOF that already arrived.
+    read_closed: bool,
+    write_closed: bool,
     read_wakers: Vec<Waker>,
     write_wakers: Vec<Waker>,
+    /// Callback-driven objects (transports) get this queued on every event.
+    handler: Option<Rc<dyn Callback>>,
 }
 
 /// The loop's readiness table.
@@ -42,18 +52,29 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
-    /// Records one event and returns the wakers to call (outside the borrow).
-    pub(crate) fn dispatch(&mut self, ev: &Event, wake: &mut Vec<Waker>) {
+    /// Records one event and returns the wakers to call (outside the borrow)
+    /// and the handler to queue, if the object has one.
+    pub(crate) fn dispatch(
+        &mut self,
+        ev: &Event,
+        wake: &mut Vec<Waker>,
+        handlers: &mut Vec<Rc<dyn Callback>>,
+    ) {
         let Some(s) = self.entries.get_mut(ev.token & !SOURCE_TOKEN) else {
             return;
         };
-        if ev.readable {
+        s.read_closed |= ev.read_closed;
+        s.write_closed |= ev.write_closed;
+        if ev.readable || ev.read_closed {
             s.readable = true;
             wake.append(&mut s.read_wakers);
         }
-        if ev.writable {
+        if ev.writable || ev.write_closed {
             s.writable = true;
             wake.append(&mut s.write_wakers);
+        }
+        if let Some(h) = &s.handler {
+            handlers.push(h.clone());
         }
     }
 
@@ -62,7 +83,12 @@ impl Sources {
     pub(crate) fn close(&mut self) -> Vec<Waker> {
         self.entries
             .drain()
-            .flat_map(|s| s.read_wakers.into_iter().chain(s.write_wakers))
+            .flat_map(|s| {
+                if let Some(h) = &s.handler {
+                    h.cancel();
+                }
+                s.read_wakers.into_iter().chain(s.write_wakers)
+            })
             .collect()
     }
 }
@@ -78,6 +104,29 @@ impl Registration {
     /// Registers `src` with `lp`'s backend. Both directions start out ready,
     /// so the first operation is simply tried.
     pub(crate) fn new(lp: &EventLoop, src: &mut impl Source) -> Result<Registration, Error> {
+        Registration::register(lp, src, None)
+    }
+
+    /// Like [`new`](Registration::new) for a callback-driven object (a
+    /// transport): every readiness event queues `handler` on the ready queue
+    /// (once per event), in the iteration that saw the event. The handler
+    /// checks [`is_ready`](Registration::is_ready) and runs its operations,
+    /// calling [`clear_ready`](Registration::clear_ready) on `WouldBlock`.
+    /// The handler is cancelled when the object deregisters or the loop
+    /// closes.
+    pub(crate) fn with_handler(
+        lp: &EventLoop,
+        src: &mut impl Source,
+        handler: Rc<dyn Callback>,
+    ) -> Result<Registration, Error> {
+        Registration::register(lp, src, Some(handler))
+    }
+
+    fn register(
+        lp: &EventLoop,
+        src: &mut impl Source,
+        handler: Option<Rc<dyn Callback>>,
+    ) -> Result<Registration, Error> {
         if lp.is_closed() {
             return Err(Error::closed());
         }
@@ -85,6 +134,7 @@ impl Registration {
         let key = inner.sources.borrow_mut().entries.insert(SourceState {
             readable: true,
             writable: true,
+            handler,
             ..SourceState::default()
         });
         let res = inner
@@ -127,8 +177,8 @@ impl Registration {
                     return Poll::Ready(Err(io::Error::other(Error::closed())));
                 };
                 let (ready, waiters) = match dir {
-                    Direction::Read => (s.readable, &mut s.read_wakers),
-                    Direction::Write => (s.writable, &mut s.write_wakers),
+                    Direction::Read => (s.readable || s.read_closed, &mut s.read_wakers),
+                    Direction::Write => (s.writable || s.write_closed, &mut s.write_wakers),
                 };
                 if !ready {
                     if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -138,9 +188,67 @@ impl Registration {
                 }
             }
             match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(dir),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // `WouldBlock` after a close/failure event should not
+                    // happen; if it does, wait for the next event rather
+                    // than retrying in a loop.
+                    self.clear(dir);
+                    self.clear_closed(dir);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    /// Like [`poll_io`](Registration::poll_io) for stream reads and writes of
+    /// `len` bytes: a transfer shorter than asked for (but not zero) means
+    /// the kernel's buffer was drained (read) or filled (write), so the
+    /// readiness is cleared at once instead of after a failed syscall. Safe
+    /// with edge-triggered readiness: anything that changes later is a new
+    /// event. Saves one `EAGAIN` syscall per message.
+    pub(crate) fn poll_stream(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        len: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let r = self.poll_io(cx, dir, op);
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 && n < len {
+                self.clear(dir);
+            }
+        }
+        r
+    }
+
+    /// Whether `dir` is ready (as far as the loop knows: the next operation
+    /// may still report `WouldBlock`).
+    pub(crate) fn is_ready(&self, dir: Direction) -> bool {
+        self.lp
+            .inner
+            .sources
+            .borrow()
+            .entries
+            .get(self.key)
+            .is_some_and(|s| match dir {
+                Direction::Read => s.readable || s.read_closed,
+                Direction::Write => s.writable || s.write_closed,
+            })
+    }
+
+    /// Forgets that `dir` is ready: call it when an operation reports
+    /// `WouldBlock` (the next event sets it again).
+    pub(crate) fn clear_ready(&self, dir: Direction) {
+        self.clear(dir);
+    }
+
+    fn clear_closed(&self, dir: Direction) {
+        if let Some(s) = self.lp.inner.sources.borrow_mut().entries.get_mut(self.key) {
+            match dir {
+                Direction::Read => s.read_closed = false,
+                Direction::Write => s.write_closed = false,
             }
         }
     }
@@ -162,6 +270,9 @@ impl Registration {
         }
         let _ = inner.driver.borrow_mut().deregister_source(src);
         let state = inner.sources.borrow_mut().entries.try_remove(self.key);
+        if let Some(h) = state.as_ref().and_then(|s| s.handler.as_ref()) {
+            h.cancel();
+        }
         drop(state);
     }
 }

@@ -6,12 +6,17 @@
 //! module makes no system call itself.
 
 mod dns;
+mod protocol;
 mod sock;
 mod tcp;
 mod udp;
 #[cfg(unix)]
 mod unix;
 
+pub use protocol::{
+    DatagramProtocol, DatagramTransport, ExtraInfo, Protocol, Server, Transport,
+    ACCEPT_RETRY_DELAY, DEFAULT_HIGH_WATER, HARD_LIMIT_FACTOR,
+};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]

@@ -392,7 +392,7 @@ impl AsyncRead for TcpStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.reg
-            .poll_io(cx, Direction::Read, || (&this.io).read(buf))
+            .poll_stream(cx, Direction::Read, buf.len(), || (&this.io).read(buf))
     }
 }
 
@@ -404,7 +404,7 @@ impl AsyncWrite for TcpStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.reg
-            .poll_io(cx, Direction::Write, || (&this.io).write(buf))
+            .poll_stream(cx, Direction::Write, buf.len(), || (&this.io).write(buf))
     }
 
     fn poll_write_vectored(

@@ -446,7 +446,7 @@ impl AsyncRead for UnixStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.reg
-            .poll_io(cx, Direction::Read, || (&this.io).read(buf))
+            .poll_stream(cx, Direction::Read, buf.len(), || (&this.io).read(buf))
     }
 }
 
@@ -458,7 +458,7 @@ impl AsyncWrite for UnixStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.reg
-            .poll_io(cx, Direction::Write, || (&this.io).write(buf))
+            .poll_stream(cx, Direction::Write, buf.len(), || (&this.io).write(buf))
     }
 
     fn poll_write_vectored(
