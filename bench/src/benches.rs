@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::task::Context;
 use std::time::{Duration, Instant};
 
+use aioloop::net::{Protocol, Server, Transport};
 use futures::channel::oneshot;
 
 use crate::runtimes::Runtime;
@@ -466,6 +467,134 @@ fn tcp_ping_pong_64x1k<R: Runtime>(s: Size) -> Outcome {
     tcp_ping_pong::<R>(s, 64, 1024)
 }
 
+/// The protocol-API echo server: writes back what comes.
+#[derive(Default)]
+struct EchoProtocol(Option<Transport>);
+
+impl Protocol for EchoProtocol {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.0 = Some(transport.clone());
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(t) = &self.0 {
+            t.write(data).expect("echo write");
+        }
+    }
+}
+
+/// The protocol-API client: sends the next message from `data_received` once
+/// the whole echo of the previous one has arrived; ticks `done` after `left`
+/// round trips.
+struct PingProtocol {
+    transport: Option<Transport>,
+    out: Vec<u8>,
+    got: usize,
+    left: usize,
+    done: Option<Countdown>,
+}
+
+impl Protocol for PingProtocol {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.transport = Some(transport.clone());
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        // memcmp against what was sent (the stream version's read_exact
+        // copies the echo out instead).
+        let expect = self.out.get(self.got..self.got + data.len());
+        assert!(expect == Some(data), "echo differs");
+        self.got += data.len();
+        if self.got < self.out.len() {
+            return;
+        }
+        self.got = 0;
+        self.left -= 1;
+        if self.left > 0 {
+            let t = self.transport.as_ref().expect("connected");
+            t.write(&self.out).expect("write");
+        } else if let Some(done) = self.done.take() {
+            done.tick();
+        }
+    }
+}
+
+/// What `tcp_proto_ping_pong` keeps between repetitions: the server and the
+/// client protocols.
+type ProtoClients = (Server, Vec<(Transport, Rc<RefCell<PingProtocol>>)>);
+
+/// The protocol version of [`tcp_ping_pong`] (aioloop's protocol/transport
+/// API, no task per connection): an echo server from `create_server` and
+/// `conns` clients from `create_connection`, each client protocol sending the
+/// next message from `data_received`; the main future waits on a countdown
+/// the last round trip of each connection ticks. Runtimes without a protocol
+/// API run [`tcp_ping_pong`] (their streams). One op = one round trip.
+fn tcp_proto_ping_pong<R: Runtime>(s: Size, conns: usize, msg: usize) -> Outcome {
+    if !R::NATIVE_PROTOCOLS {
+        return tcp_ping_pong::<R>(s, conns, msg);
+    }
+    let state: Rc<RefCell<Option<ProtoClients>>> = Rc::default();
+    timed::<R, _, _>(s, (conns * s.n) as u64, move |h| {
+        let state = state.clone();
+        async move {
+            let lp = R::event_loop(&h);
+            if state.borrow().is_none() {
+                let host = LOOPBACK.ip().to_string();
+                let server = lp
+                    .create_server(EchoProtocol::default, &host, 0)
+                    .await
+                    .expect("create_server");
+                let port = server.sockets()[0].port();
+                let mut clients = Vec::with_capacity(conns);
+                for i in 0..conns {
+                    let factory = move || PingProtocol {
+                        transport: None,
+                        out: vec![i as u8; msg],
+                        got: 0,
+                        left: 0,
+                        done: None,
+                    };
+                    let c = lp
+                        .create_connection(factory, &host, port)
+                        .await
+                        .expect("create_connection");
+                    clients.push(c);
+                }
+                *state.borrow_mut() = Some((server, clients));
+            }
+            let (count, done) = Countdown::new(if s.n == 0 { 0 } else { conns });
+            if s.n > 0 {
+                let st = state.borrow();
+                for (t, p) in &st.as_ref().expect("connected").1 {
+                    let out = {
+                        let mut p = p.borrow_mut();
+                        p.left = s.n;
+                        p.done = Some(count.clone());
+                        p.out.clone()
+                    };
+                    t.write(&out).expect("first write");
+                }
+            }
+            done.await.expect("proto ping-pong done");
+        }
+    })
+}
+
+/// Protocol API, 1 connection, 64-byte messages, `n` round trips.
+fn tcp_proto_ping_pong_1x64<R: Runtime>(s: Size) -> Outcome {
+    tcp_proto_ping_pong::<R>(s, 1, 64)
+}
+
+/// Protocol API, 64 connections, 64-byte messages, `n` round trips each.
+fn tcp_proto_ping_pong_64x64<R: Runtime>(s: Size) -> Outcome {
+    tcp_proto_ping_pong::<R>(s, 64, 64)
+}
+
+/// Protocol API, 64 connections, 1 KiB messages, `n` round trips each.
+fn tcp_proto_ping_pong_64x1k<R: Runtime>(s: Size) -> Outcome {
+    tcp_proto_ping_pong::<R>(s, 64, 1024)
+}
+
 /// `udp_ping_pong`'s client socket and its echo server's address.
 type UdpClient<R> = (<R as Runtime>::UdpSocket, SocketAddr);
 
@@ -649,6 +778,21 @@ benches! {
         kind: Kind::Time, unit: "ns/round trip", full: size(200, 0, 5), smoke: size(20, 0, 1),
         about: "as tcp_ping_pong_64x64 with 1 KiB messages",
         peers: None,
+    }
+    tcp_proto_ping_pong_1x64 {
+        kind: Kind::Time, unit: "ns/round trip", full: size(10_000, 0, 5), smoke: size(200, 0, 1),
+        about: "tcp_ping_pong_1x64 on aioloop's protocol API, no task per connection: an echo server from create_server (its protocol writes back what data_received gets) and a client from create_connection whose protocol writes the next message from data_received once the whole echo arrived; the main future awaits a oneshot the last round trip fires",
+        peers: Some("their stream version, tcp_ping_pong_1x64 (no protocol API)"),
+    }
+    tcp_proto_ping_pong_64x64 {
+        kind: Kind::Time, unit: "ns/round trip", full: size(200, 0, 5), smoke: size(20, 0, 1),
+        about: "tcp_ping_pong_64x64 on the protocol API: 64 client protocols from create_connection, one create_server echo server; a countdown over the 64 connections fires the oneshot",
+        peers: Some("their stream version, tcp_ping_pong_64x64 (no protocol API)"),
+    }
+    tcp_proto_ping_pong_64x1k {
+        kind: Kind::Time, unit: "ns/round trip", full: size(200, 0, 5), smoke: size(20, 0, 1),
+        about: "as tcp_proto_ping_pong_64x64 with 1 KiB messages",
+        peers: Some("their stream version, tcp_ping_pong_64x1k (no protocol API)"),
     }
     udp_ping_pong {
         kind: Kind::Time, unit: "ns/round trip", full: size(10_000, 64, 5), smoke: size(200, 64, 1),

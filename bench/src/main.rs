@@ -35,9 +35,9 @@ OPTIONS:
   --no-write            print only
   --list                list benchmarks and runtimes
   --cachegrind B R      instructions per op under valgrind --tool=cachegrind
-                        (B, R: a benchmark / runtime name, or all)
+                        (B: benchmark names a,b or all; R: a runtime name, or all)
   --strace B R          syscalls per op under strace -c -f, at smoke sizes
-                        (B: a benchmark name, or all = the I/O benchmarks;
+                        (B: benchmark names a,b, or all = the I/O benchmarks;
                         R: a runtime name, or all); writes results/syscalls.md
   --child B R           run one benchmark once and print a RESULT line
                         (used by the parent; also takes --smoke and --reps N)
@@ -506,11 +506,18 @@ fn cachegrind_child(
     Ok((ir, o.ops))
 }
 
+/// The benchmarks of a comma-separated list of names.
+fn find_benches(list: &str) -> Result<Vec<&'static Bench>, String> {
+    list.split(',')
+        .map(|n| benches::find(n).ok_or_else(|| format!("unknown benchmark {n:?}")))
+        .collect()
+}
+
 fn cachegrind(args: &Args, bench: &str, runtime: &str) -> Result<(), String> {
     let benches: Vec<&Bench> = if bench == "all" {
         BENCHES.iter().filter(|b| b.kind == Kind::Time).collect()
     } else {
-        vec![benches::find(bench).ok_or_else(|| format!("unknown benchmark {bench:?}"))?]
+        find_benches(bench)?
     };
     let rts: Vec<&RuntimeEntry> = if runtime == "all" {
         RUNTIMES.iter().collect()
@@ -652,7 +659,7 @@ fn strace(args: &Args, bench: &str, runtime: &str) -> Result<(), String> {
     let benches: Vec<&Bench> = if bench == "all" {
         BENCHES.iter().filter(|b| b.is_io()).collect()
     } else {
-        vec![benches::find(bench).ok_or_else(|| format!("unknown benchmark {bench:?}"))?]
+        find_benches(bench)?
     };
     let rts: Vec<&RuntimeEntry> = if runtime == "all" {
         RUNTIMES.iter().collect()

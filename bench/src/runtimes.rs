@@ -25,6 +25,10 @@ pub trait Runtime: 'static {
     /// `call_later`). Peers without them run the benchmark's nearest
     /// equivalent (a tiny spawned task).
     const NATIVE_CALLBACKS: bool = false;
+    /// Whether the runtime has asyncio's protocol/transport API
+    /// (`create_server`, `create_connection`, callback-driven protocols).
+    /// Peers without it run the benchmark's stream version.
+    const NATIVE_PROTOCOLS: bool = false;
 
     /// What spawned code keeps to spawn more work (a loop or executor
     /// handle; `()` when the runtime has free functions).
@@ -66,6 +70,12 @@ pub trait Runtime: 'static {
     /// `call_later` (only called when [`Runtime::NATIVE_CALLBACKS`]).
     fn call_later<F: FnOnce() + 'static>(_h: &Self::Handle, _d: Duration, _f: F) {
         unreachable!("{} has no native callbacks", Self::NAME)
+    }
+
+    /// The event loop behind the handle, for the protocol-API benchmarks
+    /// (only called when [`Runtime::NATIVE_PROTOCOLS`]).
+    fn event_loop(_h: &Self::Handle) -> &aioloop::EventLoop {
+        unreachable!("{} has no protocol API", Self::NAME)
     }
 
     // --- Networking (the I/O benchmarks): each runtime's own socket types,
@@ -157,8 +167,10 @@ impl Runtime for AioLoop {
     const NAME: &'static str = "aioloop";
     const ABOUT: &'static str = "aioloop: EventLoop::new() + run_until_complete; tasks with \
         EventLoop::create_task (handle passed down), aioloop::sleep, aioloop::yield_now, \
-        EventLoop::call_soon / call_later; aioloop::net TcpListener::bind_on / TcpStream::connect_on / UdpSocket::bind_on with futures::io AsyncReadExt / AsyncWriteExt";
+        EventLoop::call_soon / call_later; aioloop::net TcpListener::bind_on / TcpStream::connect_on / UdpSocket::bind_on with futures::io AsyncReadExt / AsyncWriteExt; \
+        protocols with EventLoop::create_server / create_connection and Transport::write";
     const NATIVE_CALLBACKS: bool = true;
+    const NATIVE_PROTOCOLS: bool = true;
 
     type Handle = aioloop::EventLoop;
     type Join<T: 'static> = Unwrap<aioloop::Task<T>>;
@@ -205,6 +217,10 @@ impl Runtime for AioLoop {
 
     fn call_later<F: FnOnce() + 'static>(h: &Self::Handle, d: Duration, f: F) {
         h.call_later(d, f).expect("aioloop: call_later");
+    }
+
+    fn event_loop(h: &Self::Handle) -> &aioloop::EventLoop {
+        h
     }
 
     type TcpListener = aioloop::net::TcpListener;
