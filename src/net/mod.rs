@@ -5,6 +5,87 @@
 //! one named with an `*_on` constructor) and goes through the backend: this
 //! module makes no system call itself.
 
+/// `AsyncRead` + `AsyncWrite` + `Drop` for a stream type whose `io` field is
+/// a backend stream socket (read and written through `&`) and whose `reg`
+/// field is its [`Registration`](crate::event_loop::source::Registration).
+/// Closing shuts the write side down; writes go straight to the kernel, so
+/// flushing has nothing to do.
+macro_rules! impl_stream_io {
+    ($ty:ty) => {
+        impl futures::io::AsyncRead for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                use std::io::Read;
+                let this = self.get_mut();
+                this.reg.poll_stream(
+                    cx,
+                    crate::event_loop::source::Direction::Read,
+                    buf.len(),
+                    || (&this.io).read(buf),
+                )
+            }
+        }
+
+        impl futures::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                use std::io::Write;
+                let this = self.get_mut();
+                this.reg.poll_stream(
+                    cx,
+                    crate::event_loop::source::Direction::Write,
+                    buf.len(),
+                    || (&this.io).write(buf),
+                )
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                use std::io::Write;
+                let this = self.get_mut();
+                this.reg
+                    .poll_io(cx, crate::event_loop::source::Direction::Write, || {
+                        (&this.io).write_vectored(bufs)
+                    })
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.io.shutdown(std::net::Shutdown::Write) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotConnected => {
+                        std::task::Poll::Ready(Err(e))
+                    }
+                    _ => std::task::Poll::Ready(Ok(())),
+                }
+            }
+        }
+
+        impl Drop for $ty {
+            fn drop(&mut self) {
+                self.reg.deregister(&mut self.io);
+            }
+        }
+    };
+}
+
 mod dns;
 mod protocol;
 mod sock;

@@ -1,11 +1,8 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::pin::Pin;
 use std::task::{Context, Poll};
-
-use futures::io::{AsyncRead, AsyncWrite};
 
 use crate::backend::sys::net as sys;
 use crate::event_loop::source::{Direction, Registration};
@@ -384,57 +381,7 @@ impl TcpStream {
     }
 }
 
-impl AsyncRead for TcpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.reg
-            .poll_stream(cx, Direction::Read, buf.len(), || (&this.io).read(buf))
-    }
-}
-
-impl AsyncWrite for TcpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.reg
-            .poll_stream(cx, Direction::Write, buf.len(), || (&this.io).write(buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.reg
-            .poll_io(cx, Direction::Write, || (&this.io).write_vectored(bufs))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Writes go straight to the kernel: nothing is buffered here.
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.io.shutdown(Shutdown::Write) {
-            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
-            _ => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-impl Drop for TcpStream {
-    fn drop(&mut self) {
-        self.reg.deregister(&mut self.io);
-    }
-}
+impl_stream_io!(TcpStream);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
