@@ -948,3 +948,34 @@ fn emfile_child() {
         eprintln!("emfile child: ok");
     });
 }
+
+#[test]
+#[allow(clippy::await_holding_refcell_ref)] // the point of the test
+fn a_protocol_borrowed_across_an_await_loses_nothing() {
+    on_loop(|lp| async move {
+        let (server, port) = echo_server(&lp).await;
+        let (t, p) = within(
+            "connect",
+            lp.create_connection(Rec::default, "127.0.0.1", port),
+        )
+        .await
+        .unwrap();
+        let msg = pattern(200_000);
+        {
+            // Hold the protocol across awaits while the echo comes back.
+            let held = p.borrow_mut();
+            t.write(&msg).unwrap();
+            for _ in 0..20 {
+                aioloop::sleep(Duration::from_millis(2)).await;
+            }
+            assert!(held.data.is_empty(), "delivered while borrowed");
+        }
+        until("echo", || p.borrow().data.len() >= msg.len()).await;
+        assert!(
+            p.borrow().data == msg,
+            "echo differs after the borrow ended"
+        );
+        t.close();
+        server.close();
+    });
+}

@@ -18,9 +18,10 @@
 //!   delivered as soon as the running protocol method returns.
 //! - A panic in a protocol method goes to the loop's exception handler, as any
 //!   callback panic does; the connection stays as it was.
-//! - The protocol lives in an `Rc<RefCell<P>>`: do not hold a borrow of it
-//!   across an `.await`, or the transport cannot deliver the next event (it
-//!   panics with a message saying so).
+//! - The protocol lives in an `Rc<RefCell<P>>`. While user code holds a
+//!   borrow of it (across an `.await`), the transport leaves incoming data in
+//!   the socket and looks again every millisecond: nothing is lost, but
+//!   holding the borrow stalls the connection.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -37,6 +38,10 @@ use crate::backend::sys::net as sys;
 use crate::event_loop::handle::Repeating;
 use crate::event_loop::source::{Direction, Registration};
 use crate::{Error, ErrorKind, EventLoop, ExceptionContext, TimerHandle};
+
+/// How soon a transport whose protocol is borrowed (across an await) looks
+/// for data again.
+const BORROWED_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Listen queue length of the servers `create_server` makes.
 const SERVER_BACKLOG: i32 = 1024;
@@ -114,6 +119,15 @@ impl<P: ?Sized + 'static> Slot<P> {
             pending: RefCell::new(VecDeque::new()),
             busy: Cell::new(false),
         }
+    }
+
+    /// Whether user code holds a borrow of the protocol right now (across an
+    /// `.await`): then nothing can be delivered to it yet.
+    fn is_borrowed(&self) -> bool {
+        self.protocol
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.try_borrow_mut().is_err())
     }
 
     /// Calls `f` on the protocol now (the transport is not inside one).
@@ -212,9 +226,9 @@ impl<P: ?Sized + 'static> Slot<P> {
 ///   delivered as soon as the running protocol method returns.
 /// - A panic in a protocol method goes to the loop's exception handler, as any
 ///   callback panic does; the connection stays as it was.
-/// - The protocol lives in an `Rc<RefCell<P>>`: do not hold a borrow of it
-///   across an `.await`, or the transport cannot deliver the next event (it
-///   panics with a message saying so).
+/// - The protocol lives in an `Rc<RefCell<P>>`. While user code holds a
+///   borrow of it (across an `.await`), incoming data waits in the socket:
+///   nothing is lost, but the connection stalls until the borrow ends.
 ///
 /// # Examples
 ///
@@ -390,6 +404,13 @@ impl Conn {
                 }
             }
             if !self.ready(Direction::Read) {
+                return;
+            }
+            if self.slot.is_borrowed() {
+                // The protocol is borrowed across an await: leave the data in
+                // the socket and look again shortly (nothing is lost).
+                let me = self.clone();
+                let _ = self.lp.call_later(BORROWED_RETRY, move || me.on_event());
                 return;
             }
             let mut buf = take_buf();
@@ -1664,6 +1685,11 @@ impl Dgram {
         }
         for _ in 0..READ_BUDGET {
             if self.st.borrow().closing || !self.ready(Direction::Read) {
+                return;
+            }
+            if self.slot.is_borrowed() {
+                let me = self.clone();
+                let _ = self.lp.call_later(BORROWED_RETRY, move || me.on_event());
                 return;
             }
             let mut buf = take_buf();
