@@ -737,8 +737,58 @@ fn panicking_protocol_goes_to_the_exception_handler() {
             "{:?}",
             reports.borrow()
         );
-        // The server still serves.
+        // As asyncio's fatal error: the connection is closed (the client
+        // reads EOF) while the server still serves.
+        c.set_nonblocking(true).unwrap();
+        until("the connection closes", || {
+            let mut b = [0; 1];
+            match std::io::Read::read(&mut c, &mut b) {
+                Ok(0) => true,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                Ok(_) => false,
+            }
+        })
+        .await;
+        assert!(
+            reports.borrow()[0].contains("closed"),
+            "{:?}",
+            reports.borrow()
+        );
         let _c2 = std::net::TcpStream::connect(server.sockets()[0]).unwrap();
+        server.close();
+    });
+}
+
+#[test]
+fn a_panic_reaches_connection_lost_as_the_error() {
+    #[derive(Default)]
+    struct Boom {
+        lost: Rc<RefCell<Option<Option<Error>>>>,
+    }
+    impl Protocol for Boom {
+        fn data_received(&mut self, _: &[u8]) {
+            panic!("boom");
+        }
+        fn connection_lost(&mut self, err: Option<Error>) {
+            *self.lost.borrow_mut() = Some(err);
+        }
+    }
+    on_loop(|lp| async move {
+        lp.set_exception_handler(|_, _| {});
+        let (server, port) = echo_server(&lp).await;
+        let lost = Rc::new(RefCell::new(None));
+        let l2 = lost.clone();
+        let (t, _p) = within(
+            "connect",
+            lp.create_connection(move || Boom { lost: l2 }, "127.0.0.1", port),
+        )
+        .await
+        .unwrap();
+        t.write(b"echo me").unwrap();
+        until("connection_lost", || lost.borrow().is_some()).await;
+        let err = lost.borrow().clone().unwrap().expect("an error");
+        assert_eq!(err.kind(), aioloop::ErrorKind::Panicked, "{err}");
+        assert!(t.is_closing());
         server.close();
     });
 }

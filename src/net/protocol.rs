@@ -16,8 +16,9 @@
 //! - A transport method called from inside a protocol method never re-enters
 //!   the protocol: `pause_writing` / `resume_writing` triggered there are
 //!   delivered as soon as the running protocol method returns.
-//! - A panic in a protocol method goes to the loop's exception handler, as any
-//!   callback panic does; the connection stays as it was.
+//! - A panic in a protocol method goes to the loop's exception handler and
+//!   closes the connection (asyncio's fatal error): `connection_lost`
+//!   receives the panic as an `ErrorKind::Panicked` error.
 //! - The protocol lives in an `Rc<RefCell<P>>`. While user code holds a
 //!   borrow of it (across an `.await`), the transport leaves incoming data in
 //!   the socket and looks again every millisecond: nothing is lost, but
@@ -131,15 +132,17 @@ impl<P: ?Sized + 'static> Slot<P> {
     }
 
     /// Calls `f` on the protocol now (the transport is not inside one).
-    fn call<R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
+    /// `None` when there is no protocol any more, or user code holds a
+    /// borrow of it (callers check [`is_borrowed`](Slot::is_borrowed)
+    /// first). A panic in `f` comes back as `Some(Err(..))`: the caller
+    /// reports it and ends the connection, as asyncio's fatal error does.
+    fn call<R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<Result<R, Error>> {
         let proto = self.protocol.borrow().clone()?;
         let r = {
             let _in = Entered::new(&self.busy);
-            let mut p = proto.try_borrow_mut().expect(
-                "aioloop: the protocol is borrowed elsewhere while its transport delivers an \
-                 event; do not hold a RefCell borrow of the protocol across an await",
-            );
-            f(&mut *p)
+            let mut p = proto.try_borrow_mut().ok()?;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *p)))
+                .map_err(|e| Error::from_panic("a protocol method", &*e))
         };
         self.drain();
         Some(r)
@@ -224,8 +227,9 @@ impl<P: ?Sized + 'static> Slot<P> {
 /// - A transport method called from inside a protocol method never re-enters
 ///   the protocol: `pause_writing` / `resume_writing` triggered there are
 ///   delivered as soon as the running protocol method returns.
-/// - A panic in a protocol method goes to the loop's exception handler, as any
-///   callback panic does; the connection stays as it was.
+/// - A panic in a protocol method goes to the loop's exception handler and
+///   closes the connection (asyncio's fatal error): `connection_lost`
+///   receives the panic as an `ErrorKind::Panicked` error.
 /// - The protocol lives in an `Rc<RefCell<P>>`. While user code holds a
 ///   borrow of it (across an `.await`), incoming data waits in the socket:
 ///   nothing is lost, but the connection stalls until the borrow ends.
@@ -371,7 +375,9 @@ impl Conn {
             peer,
             local,
         };
-        conn.slot.call(|p| p.connection_made(&transport));
+        if let Some(Err(e)) = conn.slot.call(|p| p.connection_made(&transport)) {
+            conn.protocol_panicked(e);
+        }
         Ok(transport)
     }
 
@@ -419,7 +425,14 @@ impl Conn {
                 Ok(0) => {
                     put_buf(buf);
                     self.st.borrow_mut().read_eof = true;
-                    let keep = self.slot.call(|p| p.eof_received()).unwrap_or(false);
+                    let keep = match self.slot.call(|p| p.eof_received()) {
+                        Some(Ok(keep)) => keep,
+                        Some(Err(e)) => {
+                            self.protocol_panicked(e);
+                            return;
+                        }
+                        None => false,
+                    };
                     if !keep {
                         self.close();
                     }
@@ -434,8 +447,12 @@ impl Conn {
                     if n < buf.len() {
                         self.clear_ready(Direction::Read);
                     }
-                    self.slot.call(|p| p.data_received(&buf[..n]));
+                    let r = self.slot.call(|p| p.data_received(&buf[..n]));
                     put_buf(buf);
+                    if let Some(Err(e)) = r {
+                        self.protocol_panicked(e);
+                        return;
+                    }
                 }
                 Err(e) => {
                     put_buf(buf);
@@ -634,6 +651,19 @@ impl Conn {
             st.pos = 0;
         }
         self.finish(None);
+    }
+
+    /// A protocol method panicked: tell the exception handler, then close
+    /// the connection with that error (asyncio's `_fatal_error`).
+    fn protocol_panicked(self: &Rc<Self>, err: Error) {
+        self.lp.call_exception_handler(
+            &ExceptionContext::new(format!(
+                "Fatal error: a protocol method panicked; the connection to {} is closed",
+                self.peer
+            ))
+            .with_error(err.clone()),
+        );
+        self.fail(err);
     }
 
     /// A socket error or a broken rule: drop the buffer, close, report `err`.
@@ -1696,8 +1726,18 @@ impl Dgram {
             let res = self.io.borrow().recv_from(&mut buf);
             match res {
                 Ok((n, from)) => {
-                    self.slot.call(|p| p.datagram_received(&buf[..n], from));
+                    let r = self.slot.call(|p| p.datagram_received(&buf[..n], from));
                     put_buf(buf);
+                    if let Some(Err(e)) = r {
+                        self.lp.call_exception_handler(
+                            &ExceptionContext::new(
+                                "Fatal error: a datagram protocol method panicked; the endpoint is closed",
+                            )
+                            .with_error(e),
+                        );
+                        self.finish();
+                        return;
+                    }
                 }
                 Err(e) => {
                     put_buf(buf);
@@ -2058,7 +2098,15 @@ impl EventLoop {
                 local,
                 remote: remote_addr,
             };
-            d.slot.call(|p| p.connection_made(&t));
+            if let Some(Err(e)) = d.slot.call(|p| p.connection_made(&t)) {
+                d.lp.call_exception_handler(
+                    &ExceptionContext::new(
+                        "Fatal error: a datagram protocol method panicked; the endpoint is closed",
+                    )
+                    .with_error(e),
+                );
+                d.finish();
+            }
             Ok((t, proto))
         }
     }
