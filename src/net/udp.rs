@@ -1,25 +1,11 @@
 use std::fmt;
 use std::future::poll_fn;
-use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use crate::backend::sys::net as sys;
 use crate::event_loop::source::{Direction, Registration};
-use crate::{Error, ErrorKind, EventLoop};
-
-/// Turns an operation's `io::Error` into an [`Error`] that says what we were
-/// doing. An error that already is an aioloop [`Error`] (the loop closed under
-/// the operation) keeps its kind, so callers see
-/// [`ErrorKind::Closed`] rather than an `Io` error wrapping it.
-pub(super) fn op_error(what: impl fmt::Display, e: io::Error) -> Error {
-    if let Some(inner) = e.get_ref().and_then(|r| r.downcast_ref::<Error>()) {
-        if inner.kind() != ErrorKind::Io {
-            return inner.clone();
-        }
-    }
-    Error::io(what, e)
-}
+use crate::{Error, EventLoop};
 
 /// A UDP socket on the loop (IPv4 or IPv6): datagrams to and from any
 /// address with [`send_to`](UdpSocket::send_to) /
@@ -214,7 +200,7 @@ impl UdpSocket {
     ) -> Poll<Result<usize, Error>> {
         self.reg
             .poll_io(cx, Direction::Write, || self.io.send_to(buf, addr))
-            .map_err(|e| op_error(format_args!("sending a UDP datagram to {addr}"), e))
+            .map_err(|e| Error::io(format_args!("sending a UDP datagram to {addr}"), e))
     }
 
     /// Waits for one datagram, copies it into `buf` and returns its length
@@ -262,7 +248,7 @@ impl UdpSocket {
     ) -> Poll<Result<(usize, SocketAddr), Error>> {
         self.reg
             .poll_io(cx, Direction::Read, || self.io.recv_from(buf))
-            .map_err(|e| op_error(self.describe("receiving a UDP datagram"), e))
+            .map_err(|e| Error::io(self.describe("receiving a UDP datagram"), e))
     }
 
     /// Sends one datagram holding `buf` to the connected peer; returns the
@@ -303,7 +289,7 @@ impl UdpSocket {
     pub fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, Error>> {
         self.reg
             .poll_io(cx, Direction::Write, || self.io.send(buf))
-            .map_err(|e| op_error(self.describe_peer("sending a UDP datagram"), e))
+            .map_err(|e| Error::io(self.describe_peer("sending a UDP datagram"), e))
     }
 
     /// Waits for one datagram from the connected peer and copies it into
@@ -346,7 +332,7 @@ impl UdpSocket {
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, Error>> {
         self.reg
             .poll_io(cx, Direction::Read, || self.io.recv(buf))
-            .map_err(|e| op_error(self.describe_peer("receiving a UDP datagram"), e))
+            .map_err(|e| Error::io(self.describe_peer("receiving a UDP datagram"), e))
     }
 
     /// Enables (`true`) or disables sending to broadcast addresses

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::udp::op_error;
 use crate::backend::sys::net as sys;
 use crate::event_loop::source::{Direction, Registration};
 use crate::{Error, EventLoop};
@@ -165,7 +164,7 @@ impl UnixListener {
         let lp = self.reg.event_loop();
         match self.reg.poll_io(cx, Direction::Read, || self.io.accept()) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Err(op_error(
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io(
                 self.describe("accepting a Unix stream connection"),
                 e,
             ))),
@@ -291,7 +290,7 @@ impl UnixStream {
     /// ```
     pub async fn connect_on(lp: &EventLoop, path: impl AsRef<Path>) -> Result<UnixStream, Error> {
         let path = path.as_ref();
-        let failed = |e| op_error(format_args!("connecting to {}", path.display()), e);
+        let failed = |e| Error::io(format_args!("connecting to {}", path.display()), e);
         if lp.is_closed() {
             return Err(Error::closed());
         }
@@ -739,7 +738,7 @@ impl UnixDatagram {
         self.reg
             .poll_io(cx, Direction::Write, || self.io.send_to(buf, path))
             .map_err(|e| {
-                op_error(
+                Error::io(
                     format_args!("sending a Unix datagram to {}", path.display()),
                     e,
                 )
@@ -790,7 +789,7 @@ impl UnixDatagram {
     ) -> Poll<Result<(usize, SocketAddr), Error>> {
         self.reg
             .poll_io(cx, Direction::Read, || self.io.recv_from(buf))
-            .map_err(|e| op_error("receiving a Unix datagram", e))
+            .map_err(|e| Error::io("receiving a Unix datagram", e))
     }
 
     /// Sends one datagram to the connected peer, waiting while its queue is
@@ -830,7 +829,7 @@ impl UnixDatagram {
     pub fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, Error>> {
         self.reg
             .poll_io(cx, Direction::Write, || self.io.send(buf))
-            .map_err(|e| op_error("sending a Unix datagram to the connected peer", e))
+            .map_err(|e| Error::io("sending a Unix datagram to the connected peer", e))
     }
 
     /// Waits for one datagram from the connected peer and copies it into
@@ -869,7 +868,7 @@ impl UnixDatagram {
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, Error>> {
         self.reg
             .poll_io(cx, Direction::Read, || self.io.recv(buf))
-            .map_err(|e| op_error("receiving a Unix datagram from the connected peer", e))
+            .map_err(|e| Error::io("receiving a Unix datagram from the connected peer", e))
     }
 
     /// Shuts the read side, the write side or both down.
