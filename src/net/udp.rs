@@ -163,7 +163,7 @@ impl UdpSocket {
     ///
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) when the datagram cannot be
     /// sent (too large, unreachable, wrong address family, or an error
-    /// queued by an earlier datagram); [`ErrorKind::Closed`] when the loop
+    /// queued by an earlier datagram); [`ErrorKind::Closed`](crate::ErrorKind::Closed) when the loop
     /// was closed.
     ///
     /// # Examples
@@ -211,7 +211,7 @@ impl UdpSocket {
     ///
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) when the OS reports an error
     /// (on a connected socket, for example "connection refused" after a
-    /// datagram reached a closed port); [`ErrorKind::Closed`] when the loop
+    /// datagram reached a closed port); [`ErrorKind::Closed`](crate::ErrorKind::Closed) when the loop
     /// was closed.
     ///
     /// # Examples
@@ -258,7 +258,7 @@ impl UdpSocket {
     ///
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) when the socket is not
     /// connected, the datagram cannot be sent, or the peer reported an
-    /// error for an earlier datagram; [`ErrorKind::Closed`] when the loop
+    /// error for an earlier datagram; [`ErrorKind::Closed`](crate::ErrorKind::Closed) when the loop
     /// was closed.
     ///
     /// # Examples
