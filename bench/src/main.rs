@@ -9,6 +9,7 @@ mod benches;
 mod report;
 mod runtimes;
 mod sys;
+mod xproc;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ OPTIONS:
   --strace B R          syscalls per op under strace -c -f, at smoke sizes
                         (B: benchmark names a,b, or all = the I/O benchmarks;
                         R: a runtime name, or all); writes results/syscalls.md
+  --echo-server R MODE  the cross-process benchmark's echo server (MODE: streams
+                        or protocols); prints `listening on ADDR`
+  --echo-client ADDR CONNS MSG MILLIS PID
+                        its shared load client; prints a CLIENT line
   --child B R           run one benchmark once and print a RESULT line
                         (used by the parent; also takes --smoke and --reps N)
   -h, --help            this text
@@ -136,6 +141,25 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // The cross-process echo benchmark's two helper roles (see `xproc`).
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let role = match raw.first().map(String::as_str) {
+        Some("--echo-server") => Some(match raw.get(1..3) {
+            Some([r, m]) => xproc::Mode::parse(m).and_then(|m| xproc::serve_by_name(r, m)),
+            _ => Err("--echo-server needs RUNTIME MODE".to_string()),
+        }),
+        Some("--echo-client") => Some(xproc::client(&raw[1..])),
+        _ => None,
+    };
+    if let Some(result) = role {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
