@@ -135,7 +135,11 @@ pub fn xproc_echo<R: Runtime>(s: Size, mode: Mode, conns: usize, msg: usize) -> 
             Some((k, v.parse().ok()?))
         })
         .collect();
-    let get = |k: &str| *fields.get(k).unwrap_or_else(|| panic!("CLIENT line lacks {k}"));
+    let get = |k: &str| {
+        *fields
+            .get(k)
+            .unwrap_or_else(|| panic!("CLIENT line lacks {k}"))
+    };
     let (msgs, window_ns, cpu_ns) = (get("msgs"), get("window_ns"), get("server_cpu_ns"));
     drop(server);
     assert!(msgs > 0.0, "no message was echoed in {window_ns} ns");
@@ -173,7 +177,10 @@ pub fn serve<R: Runtime>(mode: Mode) {
                 .create_server(crate::benches::EchoProtocol::default, "127.0.0.1", 0)
                 .await
                 .expect("create_server");
-            announce(SocketAddr::from(([127, 0, 0, 1], server.sockets()[0].port())));
+            announce(SocketAddr::from((
+                [127, 0, 0, 1],
+                server.sockets()[0].port(),
+            )));
             server.serve_forever().await;
             return;
         }
