@@ -559,6 +559,58 @@ fn server_close_and_wait_closed() {
     });
 }
 
+/// close_clients flushes then closes every accepted connection;
+/// abort_clients drops their buffers; either way wait_closed returns.
+#[test]
+fn server_close_clients_and_abort_clients() {
+    for abort in [false, true] {
+        on_loop(|lp| async move {
+            // The server's protocol writes 16 MiB (more than the kernel takes at once).
+            struct Writer;
+            impl Protocol for Writer {
+                fn connection_made(&mut self, t: &Transport) {
+                    t.write(&pattern(16 << 20)).unwrap();
+                }
+            }
+            let server = lp.create_server(|| Writer, "127.0.0.1", 0).await.unwrap();
+            let port = server.sockets()[0].port();
+            let clients: Vec<_> = (0..3)
+                .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .collect();
+            until("accepted", || {
+                format!("{server:?}").contains("connections: 3")
+            })
+            .await;
+            server.close();
+            if abort {
+                server.abort_clients();
+            } else {
+                server.close_clients();
+            }
+            let readers: Vec<_> = clients
+                .into_iter()
+                .map(|mut c| {
+                    std::thread::spawn(move || {
+                        let mut got = Vec::new();
+                        let r = c.read_to_end(&mut got);
+                        (r.is_ok(), got.len())
+                    })
+                })
+                .collect();
+            within("wait_closed", server.wait_closed()).await;
+            for r in readers {
+                let (ok, n) = r.join().unwrap();
+                if abort {
+                    assert!(n < 16 << 20 || !ok, "abort_clients sent everything?");
+                } else {
+                    assert!(ok, "close_clients must end with a clean EOF");
+                    assert_eq!(n, 16 << 20, "close_clients flushes before closing");
+                }
+            }
+        });
+    }
+}
+
 /// Pauses reading when connected; the test resumes it.
 #[test]
 fn pause_reading_stops_data_received() {
