@@ -141,6 +141,7 @@ pub fn xproc_echo<R: Runtime>(s: Size, mode: Mode, conns: usize, msg: usize) -> 
             .unwrap_or_else(|| panic!("CLIENT line lacks {k}"))
     };
     let (msgs, window_ns, cpu_ns) = (get("msgs"), get("window_ns"), get("server_cpu_ns"));
+    let (user, sys) = (get("server_user_ticks"), get("server_sys_ticks"));
     drop(server);
     assert!(msgs > 0.0, "no message was echoed in {window_ns} ns");
     Outcome {
@@ -149,9 +150,15 @@ pub fn xproc_echo<R: Runtime>(s: Size, mode: Mode, conns: usize, msg: usize) -> 
         elapsed_ns: window_ns as u128,
         peak_rss_kb: 0,
         extra: format!(
-            "msgs_per_s={:.0},server_cpu_share={:.2},client_wall_ns_per_msg={:.0}",
+            "msgs_per_s={:.0},server_cpu_share={:.2},server_user_share={:.2},\
+             client_wall_ns_per_msg={:.0}",
             msgs / (window_ns / 1e9),
             cpu_ns / window_ns,
+            if user + sys > 0.0 {
+                user / (user + sys)
+            } else {
+                0.0
+            },
             window_ns / msgs
         ),
     }
@@ -237,6 +244,27 @@ fn process_cpu_ns(pid: u32) -> io::Result<u64> {
     Ok(total)
 }
 
+/// User and system CPU time of process `pid` so far, in clock ticks
+/// (`/proc/PID/stat` fields 14 and 15; usually 100 per second): coarse, but
+/// it splits the schedstat total into the runtime's own work and the
+/// kernel's.
+fn process_user_sys_ticks(pid: u32) -> io::Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count from its `)`.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| -> io::Result<u64> {
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat"))
+    };
+    // After the `)`, field 3 (state) is index 0, so field 14 is index 11.
+    Ok((num(11)?, num(12)?))
+}
+
 struct Conn {
     stream: mio::net::TcpStream,
     /// Bytes of the current message written so far.
@@ -289,7 +317,7 @@ fn run_client(
         });
     }
     let started = Instant::now();
-    let mut counting: Option<(Instant, u64)> = None;
+    let mut counting: Option<(Instant, u64, (u64, u64))> = None;
     let mut msgs = 0u64;
     // Kick every connection off; after that each is driven by its events.
     let mut ready: Vec<usize> = (0..conns).collect();
@@ -340,15 +368,19 @@ fn run_client(
         let now = Instant::now();
         match counting {
             None if now - started >= WARM_UP => {
-                counting = Some((now, process_cpu_ns(pid)?));
+                counting = Some((now, process_cpu_ns(pid)?, process_user_sys_ticks(pid)?));
                 msgs = 0;
             }
-            Some((t0, cpu0)) if now - t0 >= window => {
+            Some((t0, cpu0, (u0, s0))) if now - t0 >= window => {
                 let cpu1 = process_cpu_ns(pid)?;
+                let (u1, s1) = process_user_sys_ticks(pid)?;
                 println!(
-                    "CLIENT msgs={msgs} window_ns={} server_cpu_ns={}",
+                    "CLIENT msgs={msgs} window_ns={} server_cpu_ns={} server_user_ticks={} \
+                     server_sys_ticks={}",
                     (now - t0).as_nanos(),
-                    cpu1 - cpu0
+                    cpu1 - cpu0,
+                    u1 - u0,
+                    s1 - s0
                 );
                 return Ok(());
             }
