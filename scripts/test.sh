@@ -3,12 +3,16 @@
 #
 #   ./scripts/test.sh          everything: fmt, clippy (native + windows-gnu),
 #                              rustdoc, unit/integration/example/doc tests,
-#                              a release run of the tour example, and the
-#                              benchmark program in its --smoke mode
-#   ./scripts/test.sh --quick  skips the windows-gnu check, the tour and the bench
+#                              the test suite for Windows under Wine (per
+#                              Windows backend), a release run of the tour
+#                              example, and the benchmark program in its
+#                              --smoke mode
+#   ./scripts/test.sh --quick  skips windows-gnu (clippy, Wine), the tour and the bench
 #
 # Needs only rustup's toolchain (cargo, rustc, clippy, rustfmt); it installs the
-# rustup target it uses. Safe to run again and again: it writes only to target/.
+# rustup target it uses, and (scripts/wine/setup.sh) mingw-w64 and wine64 with
+# apt-get when they are missing. Safe to run again and again: besides those
+# installs it writes only to target/.
 set -euo pipefail
 
 quick=0
@@ -16,7 +20,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
         -h | --help)
-            sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -73,12 +77,17 @@ fi
 step fmt cargo fmt --all -- --check --color never
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 if [ "$quick" = 0 ]; then
-    # Check only (no linking), so no mingw toolchain is needed.
-    step clippy-windows cargo clippy --target "$WINDOWS_TARGET" --lib -- -D warnings
+    # Windows (x86_64-pc-windows-gnu): lint everything, tests included.
+    step clippy-windows cargo clippy -p aioloop --target "$WINDOWS_TARGET" --all-targets -- -D warnings
 fi
 step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step test cargo test --workspace --all-targets
 step doctest cargo test --doc
+if [ "$quick" = 0 ]; then
+    # Windows: the whole suite, cross-built and run under Wine once per
+    # Windows backend (installs mingw-w64 and wine64 when missing).
+    step windows-wine bash scripts/wine/test.sh
+fi
 if [ "$quick" = 0 ]; then
     # Smoke test: the README's demo command must build and exit 0.
     step tour bash -c 'cargo run --release --example tour >/dev/null'
@@ -89,4 +98,4 @@ fi
 
 echo
 echo "test.sh: all ${#passed[@]} steps passed (${passed[*]}) in $((SECONDS - started))s" \
-    "[$([ "$quick" = 1 ] && echo "quick: skipped windows-gnu check, release tour and bench smoke" || echo full)]"
+    "[$([ "$quick" = 1 ] && echo "quick: skipped windows-gnu clippy and Wine run, release tour and bench smoke" || echo full)]"

@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+mod util;
+
 use aioloop::net::{Protocol, Transport};
 use aioloop::{Error, ErrorKind, EventLoop};
 
@@ -181,7 +183,7 @@ impl Protocol for PingPong {
 
 #[test]
 fn thousand_connections_hundred_messages() {
-    const CONNS: usize = 1000;
+    let conns = util::connection_count(1000);
     const MSGS: usize = 100;
     let start = Instant::now();
     on_loop(|lp| async move {
@@ -189,8 +191,8 @@ fn thousand_connections_hundred_messages() {
         let done = Rc::new(Cell::new(0));
         let bad = Rc::new(Cell::new(0));
         let mut transports = Vec::new();
-        for batch in 0..CONNS / 100 {
-            let conns = (0..100).map(|i| {
+        for batch in 0..conns.div_ceil(100) {
+            let batch_conns = (0..100.min(conns - batch * 100)).map(|i| {
                 let (done, bad) = (done.clone(), bad.clone());
                 lp.create_connection(
                     move || PingPong {
@@ -206,12 +208,12 @@ fn thousand_connections_hundred_messages() {
                     port,
                 )
             });
-            for r in within("connect", futures::future::join_all(conns)).await {
+            for r in within("connect", futures::future::join_all(batch_conns)).await {
                 transports.push(r.unwrap().0);
             }
         }
         let connected = Instant::now();
-        until("all exchanges", || done.get() == CONNS).await;
+        until("all exchanges", || done.get() == conns).await;
         eprintln!("exchanges after connecting: {:?}", connected.elapsed());
         assert_eq!(bad.get(), 0);
         assert!(transports.iter().all(|t| t.is_closing()));
@@ -219,7 +221,7 @@ fn thousand_connections_hundred_messages() {
         within("wait_closed", server.wait_closed()).await;
     });
     eprintln!(
-        "{CONNS} connections x {MSGS} messages of 64 B: {:?}",
+        "{conns} connections x {MSGS} messages of 64 B: {:?}",
         start.elapsed()
     );
 }

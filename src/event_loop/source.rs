@@ -14,7 +14,7 @@ use slab::Slab;
 
 use super::handle::Callback;
 use super::EventLoop;
-use crate::backend::sys::net::Source;
+use crate::backend::sys::{self, net::Source};
 use crate::backend::Event;
 use crate::Error;
 
@@ -217,10 +217,22 @@ impl Registration {
         let r = self.poll_io(cx, dir, op);
         if let Poll::Ready(Ok(n)) = r {
             if n > 0 && n < len {
-                self.clear(dir);
+                self.drained(dir);
             }
         }
         r
+    }
+
+    /// A stream transfer in `dir` moved fewer bytes than asked for, so the
+    /// kernel's buffer is drained (read) or full (write): forget the
+    /// readiness now, saving the `WouldBlock` syscall, where the backend
+    /// allows it ([`sys::SHORT_TRANSFER_REARMS`]). Where it does not (mio on
+    /// Windows re-arms only after a `WouldBlock`), the next operation is
+    /// tried and its `WouldBlock` clears the bit.
+    pub(crate) fn drained(&self, dir: Direction) {
+        if sys::SHORT_TRANSFER_REARMS {
+            self.clear(dir);
+        }
     }
 
     /// Whether `dir` is ready (as far as the loop knows: the next operation

@@ -45,7 +45,11 @@ macro_rules! impl_stream_io {
                     cx,
                     crate::event_loop::source::Direction::Write,
                     buf.len(),
-                    || (&this.io).write(buf),
+                    || {
+                        (&this.io)
+                            .write(buf)
+                            .map_err(crate::backend::sys::net::write_error)
+                    },
                 )
             }
 
@@ -58,7 +62,9 @@ macro_rules! impl_stream_io {
                 let this = self.get_mut();
                 this.reg
                     .poll_io(cx, crate::event_loop::source::Direction::Write, || {
-                        (&this.io).write_vectored(bufs)
+                        (&this.io)
+                            .write_vectored(bufs)
+                            .map_err(crate::backend::sys::net::write_error)
                     })
             }
 

@@ -396,6 +396,13 @@ impl Conn {
         }
     }
 
+    /// A short transfer in `dir`: see [`Registration::drained`].
+    fn drained(&self, dir: Direction) {
+        if let Some(r) = self.reg.borrow().as_ref() {
+            r.drained(dir);
+        }
+    }
+
     fn on_event(self: &Rc<Self>) {
         if self.st.borrow().finished {
             return;
@@ -450,7 +457,7 @@ impl Conn {
                     // registration's sticky read-closed bit), so the loop
                     // goes on and reads the EOF.
                     if n < buf.len() {
-                        self.clear_ready(Direction::Read);
+                        self.drained(Direction::Read);
                     }
                     let r = self.slot.call(|p| p.data_received(&buf[..n]));
                     put_buf(buf);
@@ -523,7 +530,7 @@ impl Conn {
                             return Ok(());
                         }
                         // A short write filled the socket's buffer.
-                        self.clear_ready(Direction::Write);
+                        self.drained(Direction::Write);
                         if !self.ready(Direction::Write) {
                             break;
                         }
@@ -575,7 +582,7 @@ impl Conn {
                     };
                     if left > 0 {
                         // A short write filled the socket's buffer.
-                        self.clear_ready(Direction::Write);
+                        self.drained(Direction::Write);
                         if !self.ready(Direction::Write) {
                             break;
                         }
