@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use super::{Backend, Event};
 
+/// Without a proactor on this platform, `Backend::Auto` is the selector.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn auto_backend() -> Backend {
+    Backend::Selector
+}
+
+/// Why an explicit `Backend::Proactor` cannot start on this platform.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn proactor_support() -> Result<(), String> {
+    Err("this platform has no proactor backend yet (io_uring exists on Linux only)".into())
+}
+
 /// The token `mio` reports for a notifier wake-up; never a slab key.
 const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
 
@@ -40,6 +52,9 @@ impl Driver {
     pub(crate) fn kind(&self) -> Backend {
         Backend::Selector
     }
+
+    /// Nothing is ever in flight in a readiness backend.
+    pub(crate) fn close(&mut self) {}
 
     pub(crate) fn notifier(&self) -> Arc<Notifier> {
         self.notifier.clone()
@@ -139,6 +154,12 @@ pub(crate) mod net {
 
         /// A borrowed fd as a mio source; the caller keeps the fd open.
         pub(crate) struct FdSource(pub(crate) RawFd);
+
+        impl std::os::unix::io::AsRawFd for FdSource {
+            fn as_raw_fd(&self) -> RawFd {
+                self.0
+            }
+        }
 
         impl mio::event::Source for FdSource {
             fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
