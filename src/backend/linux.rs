@@ -122,6 +122,78 @@ impl Driver {
     }
 }
 
+/// Completion-based transfers (see the contract); the selector has none
+/// (`completions()` is false and the loop never asks it for one).
+impl Driver {
+    #[inline]
+    pub(crate) fn completions(&self) -> bool {
+        matches!(self.imp, Imp::Uring(_))
+    }
+
+    fn uring(&mut self) -> io::Result<&mut uring::Driver> {
+        match &mut self.imp {
+            Imp::Uring(d) => Ok(d),
+            Imp::Selector(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the selector backend has no completion-based operations",
+            )),
+        }
+    }
+
+    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+        match &mut self.imp {
+            Imp::Uring(d) => d.buffer(cap),
+            Imp::Selector(_) => Vec::with_capacity(cap),
+        }
+    }
+
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
+        if let Imp::Uring(d) = &mut self.imp {
+            d.recycle(buf);
+        }
+    }
+
+    pub(crate) fn submit_recv(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+    ) -> io::Result<usize> {
+        self.uring()?.submit_recv(fd, token, buf)
+    }
+
+    pub(crate) fn submit_send(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+        shut_after: bool,
+    ) -> io::Result<usize> {
+        self.uring()?.submit_send(fd, token, buf, shut_after)
+    }
+
+    pub(crate) fn take(&mut self, op: usize) -> Option<(i32, Vec<u8>)> {
+        self.uring().ok()?.take(op)
+    }
+
+    pub(crate) fn extend_send(&mut self, op: usize, more: &[u8], shut_after: bool) -> bool {
+        self.uring()
+            .is_ok_and(|d| d.extend_send(op, more, shut_after))
+    }
+
+    pub(crate) fn release(&mut self, op: usize) {
+        if let Ok(d) = self.uring() {
+            d.release(op);
+        }
+    }
+
+    pub(crate) fn cancel_transfer(&mut self, op: usize) {
+        if let Ok(d) = self.uring() {
+            d.cancel_transfer(op);
+        }
+    }
+}
+
 /// The socket types are mio's on both drivers (non-blocking std sockets);
 /// the proactor watches them through their fds.
 pub(crate) mod net {
@@ -138,6 +210,11 @@ pub(crate) mod net {
     /// An I/O object either driver can watch.
     pub(crate) trait Source: mio::event::Source + AsRawFd {}
     impl<T: mio::event::Source + AsRawFd> Source for T {}
+
+    /// The fd completion-based operations on `src` use.
+    pub(crate) fn source_fd(src: &impl Source) -> std::os::fd::RawFd {
+        src.as_raw_fd()
+    }
 
     impl Driver {
         pub(crate) fn register_source(

@@ -140,6 +140,12 @@ pub(crate) mod net {
         }
     }
 
+    /// Completion-based operations need a proactor: none exist here.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn source_fd(_: &impl Source) -> i32 {
+        -1
+    }
+
     /// Borrowed std sockets for the loop's `sock_*` methods: a [`Source`] for
     /// a borrowed fd (registered only while one operation lasts) and the
     /// non-blocking calls themselves, so `net::sock` makes no OS call.
@@ -219,6 +225,39 @@ pub(crate) mod net {
             }
         }
     }
+}
+
+/// A readiness backend runs no transfers: `completions()` is false, so the
+/// loop never calls the others (they fail cleanly if it did).
+#[cfg(not(target_os = "linux"))]
+impl Driver {
+    pub(crate) fn completions(&self) -> bool {
+        false
+    }
+    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+        Vec::with_capacity(cap)
+    }
+    pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
+    pub(crate) fn submit_recv(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn submit_send(
+        &mut self,
+        _: i32,
+        _: usize,
+        _: Vec<u8>,
+        _: bool,
+    ) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
+        None
+    }
+    pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
+        false
+    }
+    pub(crate) fn release(&mut self, _: usize) {}
+    pub(crate) fn cancel_transfer(&mut self, _: usize) {}
 }
 
 #[cfg(unix)]

@@ -126,6 +126,32 @@ enum OpKind {
     FdPoll { fd: RawFd },
     /// The multishot poll of an I/O object.
     SourcePoll { token: usize, fd: RawFd },
+    /// A completion-based receive or send; see [`Transfer`].
+    Transfer(Transfer),
+}
+
+/// A `RECV` or `SEND` whose buffer the operation owns.
+struct Transfer {
+    token: usize,
+    fd: RawFd,
+    send: bool,
+    /// The kernel reads from `buf[done..]` (send) or writes into
+    /// `buf[..capacity]` (receive; `len` is set from the result).
+    buf: Vec<u8>,
+    /// Bytes sent so far: a short send is continued by the driver, so a
+    /// send completes once with everything sent or an error.
+    done: usize,
+    /// Sent after `buf`, in order, by the same operation.
+    then: Vec<u8>,
+    /// Shut the write side down once everything is sent.
+    shut_after: bool,
+    /// Nobody collects the result: the entry is freed on completion.
+    detached: bool,
+    /// A detached send's own duplicate of the socket (`fd` is then its
+    /// number): the owner closes its fd, the rest of the send goes on here.
+    own_fd: Option<OwnedFd>,
+    /// The completion, once it arrived: bytes, or a negative errno.
+    result: Option<i32>,
 }
 
 /// A raw fd watched for `add_reader` / `add_writer`.
@@ -145,6 +171,8 @@ pub(crate) struct Driver {
     notifier: Arc<Notifier>,
     /// Completions taken from the ring, processed outside its borrow.
     cqes: Vec<(u64, i32, u32)>,
+    /// Spare transfer buffers.
+    pool: Vec<Vec<u8>>,
     closed: bool,
 }
 
@@ -170,6 +198,7 @@ impl Driver {
             sources: HashMap::new(),
             notifier: Arc::new(Notifier::new()?),
             cqes: Vec::with_capacity(64),
+            pool: Vec::new(),
             closed: false,
         };
         d.arm_wake(Box::new([0; 8]))?;
@@ -349,6 +378,7 @@ impl Driver {
                     out.push(event(w.token, res as u32));
                 }
             }
+            OpKind::Transfer(_) => self.transferred(key, res, out),
             OpKind::SourcePoll { token, fd } => {
                 if !more {
                     self.ops.remove(key);
@@ -365,6 +395,251 @@ impl Driver {
                     out.push(event(token, res as u32));
                 }
             }
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Completion-based transfers: the operation owns its buffer.
+
+    /// An empty buffer (from the pool) with room for at least `cap` bytes.
+    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+        let mut b = self.pool.pop().unwrap_or_default();
+        b.clear();
+        b.reserve(cap);
+        b
+    }
+
+    /// Gives a buffer back to the pool.
+    pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.pool.len() < 64 && buf.capacity() <= 256 * 1024 {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+
+    /// Starts a `RECV` of up to `buf.capacity()` bytes into `buf`; the
+    /// completion is reported as a readable event with `token`.
+    pub(crate) fn submit_recv(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+    ) -> io::Result<usize> {
+        self.start_transfer(fd, token, false, buf, false)
+    }
+
+    /// Starts a `SEND` of all of `buf` (continued after short sends),
+    /// then shuts the write side down if `shut_after`; the completion is
+    /// reported as a writable event with `token`.
+    pub(crate) fn submit_send(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+        shut_after: bool,
+    ) -> io::Result<usize> {
+        self.start_transfer(fd, token, true, buf, shut_after)
+    }
+
+    fn start_transfer(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        send: bool,
+        buf: Vec<u8>,
+        shut_after: bool,
+    ) -> io::Result<usize> {
+        if self.closed {
+            return Err(closed());
+        }
+        let key = self.ops.insert(Op {
+            kind: OpKind::Transfer(Transfer {
+                token,
+                fd,
+                send,
+                buf,
+                done: 0,
+                then: Vec::new(),
+                shut_after,
+                detached: false,
+                own_fd: None,
+                result: None,
+            }),
+            cancelled: false,
+        });
+        if let Err(e) = self.push_transfer(key) {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    fn push_transfer(&mut self, key: usize) -> io::Result<()> {
+        let OpKind::Transfer(t) = &mut self.ops[key].kind else {
+            unreachable!("a transfer key")
+        };
+        let entry = if t.send {
+            let rest = &t.buf[t.done..];
+            opcode::Send::new(types::Fd(t.fd), rest.as_ptr(), clamp_len(rest.len()))
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            let cap = t.buf.capacity();
+            opcode::Recv::new(types::Fd(t.fd), t.buf.as_mut_ptr(), clamp_len(cap)).build()
+        }
+        .user_data(key as u64);
+        // SAFETY: the buffer's heap memory belongs to the entry `key` of
+        // `ops`, which is neither freed nor resized until this submission's
+        // completion is reaped: `take` only hands out completed transfers,
+        // `cancel_transfer` and `close` keep the entry until the target's
+        // own completion arrives, and moving the `Vec` (the slab growing)
+        // does not move its heap buffer. The kernel takes its own reference
+        // to the file at submission, so closing the fd cannot free it.
+        unsafe { self.push(&entry) }
+    }
+
+    fn transferred(&mut self, key: usize, mut res: i32, out: &mut Vec<Event>) {
+        let cancelled = self.ops[key].cancelled;
+        let closed = self.closed;
+        let OpKind::Transfer(t) = &mut self.ops[key].kind else {
+            unreachable!("a transfer key")
+        };
+        if t.send && res > 0 && !cancelled && !closed {
+            t.done += res as usize;
+            let mut spent = None;
+            if t.done >= t.buf.len() && !t.then.is_empty() {
+                let next = std::mem::take(&mut t.then);
+                spent = Some(std::mem::replace(&mut t.buf, next));
+                t.done = 0;
+            }
+            let more = t.done < t.buf.len();
+            if let Some(b) = spent {
+                self.recycle(b);
+            }
+            if more {
+                match self.push_transfer(key) {
+                    Ok(()) => return,
+                    Err(e) => res = -e.raw_os_error().unwrap_or(libc::EIO),
+                }
+            }
+        }
+        let OpKind::Transfer(t) = &mut self.ops[key].kind else {
+            unreachable!("a transfer key")
+        };
+        if t.send && res >= 0 && t.shut_after && !cancelled && !closed {
+            // The stream asked for the shutdown while its data was still
+            // queued here; it is alive (dropping it clears `shut_after`),
+            // so the fd is still its socket.
+            // SAFETY: shutdown takes no pointers.
+            unsafe { libc::shutdown(t.fd, libc::SHUT_WR) };
+        }
+        if cancelled || t.detached || closed {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+                self.recycle(t.then);
+            }
+            return;
+        }
+        if !t.send && res > 0 {
+            // SAFETY: the kernel wrote `res` bytes (at most the capacity we
+            // passed) at the start of the buffer.
+            unsafe { t.buf.set_len(res as usize) };
+        }
+        t.result = Some(res);
+        out.push(Event {
+            token: t.token,
+            readable: !t.send,
+            writable: t.send,
+            read_closed: false,
+            write_closed: false,
+        });
+    }
+
+    /// The result of a completed transfer (bytes, or a negative errno) and
+    /// its buffer; `None` while it is in flight. Frees the entry.
+    pub(crate) fn take(&mut self, key: usize) -> Option<(i32, Vec<u8>)> {
+        match self.ops.get(key) {
+            Some(Op {
+                kind: OpKind::Transfer(t),
+                cancelled: false,
+            }) if t.result.is_some() => {}
+            _ => return None,
+        }
+        match self.ops.remove(key).kind {
+            OpKind::Transfer(t) => Some((t.result.unwrap_or(-libc::EIO), t.buf)),
+            _ => None,
+        }
+    }
+
+    /// Queues `more` after the bytes of send `key` (and the shutdown, if
+    /// asked), as long as that send has not completed; `false` if it has
+    /// (collect it with `take` and start another).
+    pub(crate) fn extend_send(&mut self, key: usize, more: &[u8], shut_after: bool) -> bool {
+        match self.ops.get_mut(key) {
+            Some(Op {
+                kind: OpKind::Transfer(t),
+                cancelled: false,
+            }) if t.send && t.result.is_none() && !t.detached => {
+                // `then` is never in flight: growing it is safe.
+                t.then.extend_from_slice(more);
+                t.shut_after |= shut_after;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The owner of transfer `key` no longer wants it (a dropped read, a
+    /// closed stream): a receive is cancelled, its buffer kept until the
+    /// cancel's completion; a send goes on in the background until its
+    /// bytes are out (as a closed socket's kernel buffer would), without
+    /// the shutdown. A completed transfer is simply freed.
+    pub(crate) fn release(&mut self, key: usize) {
+        let Some(Op {
+            kind: OpKind::Transfer(t),
+            ..
+        }) = self.ops.get_mut(key)
+        else {
+            return;
+        };
+        if t.result.is_some() {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+        } else if t.send {
+            // The owner is about to close its fd, and a short send is
+            // continued with a new submission: keep a duplicate for it.
+            // SAFETY: fcntl takes no pointers; the result is checked.
+            let dup = unsafe { libc::fcntl(t.fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                self.cancel(key);
+                return;
+            }
+            // SAFETY: `dup` is a fresh descriptor nothing else owns.
+            t.own_fd = Some(unsafe { OwnedFd::from_raw_fd(dup) });
+            t.fd = dup;
+            t.detached = true;
+            t.shut_after = false;
+        } else {
+            self.cancel(key);
+        }
+    }
+
+    /// Like [`release`](Driver::release), but a send is cancelled too
+    /// (`abort`: the queued bytes are dropped).
+    pub(crate) fn cancel_transfer(&mut self, key: usize) {
+        let done = matches!(
+            self.ops.get(key),
+            Some(Op { kind: OpKind::Transfer(t), .. }) if t.result.is_some()
+        );
+        if done {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+        } else {
+            self.cancel(key);
         }
     }
 
@@ -542,6 +817,10 @@ impl Drop for Driver {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+fn clamp_len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn closed() -> io::Error {
