@@ -82,6 +82,18 @@ if [ "$quick" = 0 ]; then
 fi
 step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step test cargo test --workspace --all-targets
+# --- io_uring: the whole native suite again on each Linux backend ----------
+# The run above uses Backend::Auto (io_uring on Linux when the kernel allows
+# it). Each forced run prints the backend it used (tests/backend.rs).
+if [ "$(uname -s)" = Linux ]; then
+    for backend in selector proactor; do
+        step "test-$backend" env AIOLOOP_BACKEND=$backend \
+            cargo test --workspace --all-targets
+        AIOLOOP_BACKEND=$backend cargo test -q --test backend prints_the_backend_of_this_run \
+            -- --nocapture 2>/dev/null | grep 'aioloop backend of this run'
+    done
+fi
+# --- end io_uring ------------------------------------------------------------
 step doctest cargo test --doc
 if [ "$quick" = 0 ]; then
     # Windows: the whole suite, cross-built and run under Wine once per

@@ -92,7 +92,7 @@ pub use executor::ExecutorFuture;
 pub use policy::{
     get_event_loop, get_event_loop_policy, get_running_loop, new_event_loop, set_event_loop,
     set_event_loop_policy, ContextPolicy, DefaultEventLoopPolicy, EventLoopPolicy,
-    SelectorEventLoopPolicy,
+    ProactorEventLoopPolicy, SelectorEventLoopPolicy,
 };
 pub use runner::{run, Runner};
 pub use task::Task;

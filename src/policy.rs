@@ -335,6 +335,29 @@ thread_policy! {
     SelectorEventLoopPolicy, Backend::Selector
 }
 
+thread_policy! {
+    /// Like [`DefaultEventLoopPolicy`], but its loops always use the proactor
+    /// backend (asyncio's `ProactorEventLoop`): io_uring on Linux. Where the
+    /// kernel refuses io_uring, `new_event_loop` returns an
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error naming
+    /// the cause instead of falling back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aioloop::{Backend, ErrorKind, EventLoopPolicy, ProactorEventLoopPolicy};
+    ///
+    /// match ProactorEventLoopPolicy::new().new_event_loop() {
+    ///     Ok(lp) => {
+    ///         assert_eq!(lp.backend(), Backend::Proactor);
+    ///         lp.close().unwrap();
+    ///     }
+    ///     Err(e) => assert_eq!(e.kind(), ErrorKind::Unsupported),
+    /// }
+    /// ```
+    ProactorEventLoopPolicy, Backend::Proactor
+}
+
 // ---------------------------------------------------------------------------
 // The process-wide slot and module-level helpers
 

@@ -600,6 +600,9 @@ fn server_close_clients_and_abort_clients() {
                 })
                 .collect();
             within("wait_closed", server.wait_closed()).await;
+            // The readers need the loop running (a completion backend sends
+            // from the loop), so wait for them without blocking it.
+            until("readers done", || readers.iter().all(|r| r.is_finished())).await;
             for r in readers {
                 let (ok, n) = r.join().unwrap();
                 if abort {

@@ -27,7 +27,15 @@
 //!     fn register_source(&mut self, &mut impl net::Source, token) -> io::Result<()>
 //!     fn deregister_source(&mut self, &mut impl net::Source) -> io::Result<()>
 //!         An I/O object (socket, pipe) joins the driver for both directions;
-//!         the driver reports its readiness changes as events with `token`.
+//!         the driver reports its readiness changes as events with `token`
+//!         (edge-triggered: every change, including the state at
+//!         registration). One registration per fd: an fd already watched by
+//!         `register` is refused with EEXIST, as epoll does. Deregistration
+//!         takes effect before it returns (the caller closes the socket next).
+//!     fn close(&mut self)
+//!         The loop is closing: cancel every operation in flight and reap
+//!         all their completions before returning, so no buffer is freed
+//!         and no file kept open under the kernel. Later registrations fail.
 //!
 //! mod net                             the socket types I/O objects wrap
 //!     TcpListener, TcpStream, UdpSocket (+ UnixListener, UnixStream,
@@ -46,6 +54,10 @@
 //!         Makes a current or the next `poll` return promptly. Cheap to call
 //!         many times; the loop coalesces calls with an atomic flag.
 //! ```
+//!
+//! On Linux the backend is chosen at run time, so `sys` is `linux`, a driver
+//! that dispatches to `selector` (epoll through mio) or `proactor::uring`
+//! (io_uring: readiness through `POLL_ADD`, one `io_uring_enter` per poll).
 //!
 //! Tokens are plain `usize` values chosen by the loop (`slab` keys); the
 //! backend hands them back untouched in [`Event`].
@@ -68,7 +80,13 @@ use std::sync::OnceLock;
 use crate::{Error, ErrorKind};
 
 cfg_if::cfg_if! {
-    if #[cfg(any(unix, windows))] {
+    if #[cfg(target_os = "linux")] {
+        // Chosen at run time: `linux::Driver` dispatches to either.
+        pub(crate) mod selector;
+        pub(crate) mod proactor;
+        pub(crate) mod linux;
+        pub(crate) use linux as sys;
+    } else if #[cfg(any(unix, windows))] {
         pub(crate) mod selector;
         pub(crate) use selector as sys;
     } else {
@@ -85,9 +103,12 @@ pub(crate) mod signal;
 
 /// Which backend a loop waits in.
 ///
-/// `Auto` picks the platform's default; the `AIOLOOP_BACKEND` environment
-/// variable (`selector`, `auto`), read once per process, overrides it so a
-/// whole test suite can be forced onto one backend.
+/// `Auto` picks the platform's default: on Linux the proactor (io_uring)
+/// when the kernel allows it, else the selector (the choice is probed once
+/// per process, and a fallback is logged once); elsewhere the selector. The
+/// `AIOLOOP_BACKEND` environment variable (`selector`, `proactor`, `auto`),
+/// read once per process, overrides `Auto`, so a whole test suite can be
+/// forced onto one backend.
 ///
 /// Pass it to [`LoopBuilder::backend`](crate::LoopBuilder::backend);
 /// [`EventLoop::backend`](crate::EventLoop::backend) reports the one a loop
@@ -101,15 +122,29 @@ pub(crate) mod signal;
 /// let lp = EventLoop::builder().backend(Backend::Selector).build().unwrap();
 /// assert_eq!(lp.backend(), Backend::Selector);
 /// lp.close().unwrap();
+///
+/// // The proactor is io_uring on Linux; where the kernel refuses it, asking
+/// // for it explicitly is an error that names the cause.
+/// match EventLoop::builder().backend(Backend::Proactor).build() {
+///     Ok(lp) => {
+///         assert_eq!(lp.backend(), Backend::Proactor);
+///         lp.close().unwrap();
+///     }
+///     Err(e) => assert_eq!(e.kind(), aioloop::ErrorKind::Unsupported),
+/// }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The platform's default (the selector on Unix).
+    /// The platform's default: the proactor on Linux when io_uring is
+    /// usable (falling back to the selector), the selector elsewhere.
     #[default]
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
     Selector,
+    /// Completion-based: io_uring on Linux (asyncio's `ProactorEventLoop`).
+    /// Readiness callbacks (`add_reader`) work too, through `POLL_ADD`.
+    Proactor,
 }
 
 impl fmt::Display for Backend {
@@ -117,6 +152,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Auto => "auto",
             Backend::Selector => "selector",
+            Backend::Proactor => "proactor",
         })
     }
 }
@@ -134,29 +170,48 @@ impl Backend {
             Backend::Auto => {
                 static CHOICE: OnceLock<Result<Backend, Error>> = OnceLock::new();
                 CHOICE
-                    .get_or_init(|| match std::env::var(BACKEND_ENV) {
-                        Ok(v) => Backend::parse(&v),
-                        Err(_) => Ok(Backend::Selector),
+                    .get_or_init(|| {
+                        let from_env = std::env::var(BACKEND_ENV).ok();
+                        match from_env.as_deref().map(Backend::parse).transpose()? {
+                            Some(Backend::Proactor) => {
+                                Backend::proactor(format_args!("{BACKEND_ENV}=proactor"))
+                            }
+                            Some(Backend::Selector) => Ok(Backend::Selector),
+                            _ => Ok(sys::auto_backend()),
+                        }
                     })
                     .clone()
             }
+            Backend::Proactor => Backend::proactor(format_args!("Backend::Proactor")),
             other => Ok(other),
         }
     }
 
+    /// `Proactor` if the kernel allows it, else an error naming the cause.
+    fn proactor(asked: fmt::Arguments<'_>) -> Result<Backend, Error> {
+        sys::proactor_support()
+            .map(|()| Backend::Proactor)
+            .map_err(|cause| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{asked}: the proactor backend cannot run here: {cause}; \
+                         use Backend::Selector, or Backend::Auto (which falls back to the selector)"
+                    ),
+                )
+            })
+    }
+
     fn parse(value: &str) -> Result<Backend, Error> {
         match value.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" | "selector" => Ok(Backend::Selector),
-            "proactor" => Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "{BACKEND_ENV}=proactor: this build has no proactor backend (io_uring / IOCP) yet; \
-                     unset {BACKEND_ENV} or set it to `selector`"
-                ),
-            )),
+            "" | "auto" => Ok(Backend::Auto),
+            "selector" => Ok(Backend::Selector),
+            "proactor" => Ok(Backend::Proactor),
             other => Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("{BACKEND_ENV}={other:?} names no backend: use `selector` or `auto`"),
+                format!(
+                    "{BACKEND_ENV}={other:?} names no backend: use `selector`, `proactor` or `auto`"
+                ),
             )),
         }
     }
@@ -199,11 +254,9 @@ mod tests {
     #[test]
     fn env_values_parse_to_backends_or_clear_errors() {
         assert_eq!(Backend::parse("selector").unwrap(), Backend::Selector);
-        assert_eq!(Backend::parse(" Auto ").unwrap(), Backend::Selector);
-        assert_eq!(Backend::parse("").unwrap(), Backend::Selector);
-        let e = Backend::parse("proactor").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(e.message().contains("selector"));
+        assert_eq!(Backend::parse(" Auto ").unwrap(), Backend::Auto);
+        assert_eq!(Backend::parse("").unwrap(), Backend::Auto);
+        assert_eq!(Backend::parse("PROACTOR").unwrap(), Backend::Proactor);
         let e = Backend::parse("kqueue-please").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("AIOLOOP_BACKEND"));

@@ -998,6 +998,9 @@ impl EventLoop {
         for w in waiters {
             w.wake();
         }
+        // A completion backend cancels what is still in flight and reaps it
+        // all before close returns (no buffer or file left to the kernel).
+        inner.driver.borrow_mut().close();
         let exec = inner.executor.borrow_mut().take();
         if let Some(exec) = exec {
             exec.shutdown();

@@ -27,7 +27,7 @@ macro_rules! impl_stream_io {
                         cx,
                         crate::event_loop::source::Direction::Read,
                         into.len(),
-                        || (&*io).read(into),
+                        || reg.read_with(into, |b| (&*io).read(b)),
                     )
                 })
             }
@@ -41,14 +41,17 @@ macro_rules! impl_stream_io {
             ) -> std::task::Poll<std::io::Result<usize>> {
                 use std::io::Write;
                 let this = self.get_mut();
-                this.reg.poll_stream(
+                let (reg, io) = (&this.reg, &this.io);
+                reg.poll_stream(
                     cx,
                     crate::event_loop::source::Direction::Write,
                     buf.len(),
                     || {
-                        (&this.io)
-                            .write(buf)
-                            .map_err(crate::backend::sys::net::write_error)
+                        reg.write_with(buf, |b| {
+                            (&*io)
+                                .write(b)
+                                .map_err(crate::backend::sys::net::write_error)
+                        })
                     },
                 )
             }
@@ -60,26 +63,53 @@ macro_rules! impl_stream_io {
             ) -> std::task::Poll<std::io::Result<usize>> {
                 use std::io::Write;
                 let this = self.get_mut();
-                this.reg
-                    .poll_io(cx, crate::event_loop::source::Direction::Write, || {
-                        (&this.io)
-                            .write_vectored(bufs)
-                            .map_err(crate::backend::sys::net::write_error)
-                    })
+                let (reg, io) = (&this.reg, &this.io);
+                if reg.completions() {
+                    // The backend copies into its own buffer anyway: one
+                    // slice at a time is as good as a gather.
+                    let first = bufs
+                        .iter()
+                        .find(|b| !b.is_empty())
+                        .map_or(&[][..], |b| &**b);
+                    return reg.poll_stream(
+                        cx,
+                        crate::event_loop::source::Direction::Write,
+                        first.len(),
+                        || reg.write_with(first, |b| (&*io).write(b)),
+                    );
+                }
+                reg.poll_io(cx, crate::event_loop::source::Direction::Write, || {
+                    (&*io)
+                        .write_vectored(bufs)
+                        .map_err(crate::backend::sys::net::write_error)
+                })
             }
 
             fn poll_flush(
                 self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
+                cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(Ok(()))
+                // Writes go straight to the kernel on a readiness backend;
+                // a completion backend may still be sending them.
+                let reg = &self.reg;
+                reg.poll_io(cx, crate::event_loop::source::Direction::Write, || {
+                    reg.flush_sends()
+                })
             }
 
             fn poll_close(
-                self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                match self.io.shutdown(std::net::Shutdown::Write) {
+                match self.as_mut().poll_flush(cx) {
+                    std::task::Poll::Ready(Ok(())) => {}
+                    other => return other,
+                }
+                let this = &*self;
+                let res = this
+                    .reg
+                    .shutdown_with(|| this.io.shutdown(std::net::Shutdown::Write), || Ok(()));
+                match res {
                     Err(e) if e.kind() != std::io::ErrorKind::NotConnected => {
                         std::task::Poll::Ready(Err(e))
                     }

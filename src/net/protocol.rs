@@ -432,7 +432,12 @@ impl Conn {
                 return;
             }
             let mut buf = take_buf();
-            let res = (&*self.io.borrow()).read(&mut buf);
+            // A completion backend hands out what its receive (into a buffer
+            // it owns) brought in; a readiness backend reads the socket.
+            let res = match self.reg.borrow().as_ref() {
+                Some(reg) => reg.read_with(&mut buf, |b| (&*self.io.borrow()).read(b)),
+                None => return,
+            };
             match res {
                 Ok(0) => {
                     put_buf(buf);
@@ -522,7 +527,7 @@ impl Conn {
         }
         if self.st.borrow().size() == 0 && self.ready(Direction::Write) {
             loop {
-                let res = (&*self.io.borrow()).write(data);
+                let res = self.send(data);
                 match res {
                     Ok(n) => {
                         data = &data[n..];
@@ -571,7 +576,7 @@ impl Conn {
                 if st.size() == 0 {
                     break;
                 }
-                (&*self.io.borrow()).write(&st.buf[st.pos..])
+                self.send(&st.buf[st.pos..])
             };
             match res {
                 Ok(n) => {
@@ -635,9 +640,23 @@ impl Conn {
         }
     }
 
+    /// One non-blocking write: to the socket (readiness backend) or into
+    /// the backend's own send buffer (completion backend).
+    fn send(&self, data: &[u8]) -> io::Result<usize> {
+        match self.reg.borrow().as_ref() {
+            Some(reg) => reg.write_with(data, |b| (&*self.io.borrow()).write(b)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
     fn shutdown_write(&self) {
         self.st.borrow_mut().eof_sent = true;
-        let _ = self.io.borrow().shutdown(Shutdown::Write);
+        let io = self.io.borrow();
+        let _ = match self.reg.borrow().as_ref() {
+            // After the sends a completion backend still has queued.
+            Some(reg) => reg.shutdown_with(|| io.shutdown(Shutdown::Write), || Ok(())),
+            None => io.shutdown(Shutdown::Write),
+        };
     }
 
     fn close(self: &Rc<Self>) {
@@ -662,6 +681,7 @@ impl Conn {
             st.buf = Vec::new();
             st.pos = 0;
         }
+        self.leave(true);
         self.finish(None);
     }
 
@@ -686,7 +706,21 @@ impl Conn {
             st.buf = Vec::new();
             st.pos = 0;
         }
+        self.leave(true);
         self.finish(Some(err));
+    }
+
+    /// Takes the socket out of the loop; `discard` drops the writes a
+    /// completion backend still has queued (abort, failure) instead of
+    /// letting them go out.
+    fn leave(&self, discard: bool) {
+        if let Some(reg) = self.reg.borrow_mut().take() {
+            if discard {
+                reg.deregister_discarding(&mut *self.io.borrow_mut());
+            } else {
+                reg.deregister(&mut *self.io.borrow_mut());
+            }
+        }
     }
 
     /// Leaves the loop and schedules `connection_lost`; the socket closes
@@ -700,9 +734,7 @@ impl Conn {
             st.finished = true;
             st.reading = false;
         }
-        if let Some(reg) = self.reg.borrow_mut().take() {
-            reg.deregister(&mut *self.io.borrow_mut());
-        }
+        self.leave(false);
         if let Some(s) = &self.server {
             s.conns.borrow_mut().try_remove(self.server_key.get());
         }

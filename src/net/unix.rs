@@ -453,9 +453,17 @@ impl UnixStream {
     /// # drop((a, _b)); lp.close().unwrap();
     /// ```
     pub fn shutdown(&self, how: Shutdown) -> Result<(), Error> {
-        self.io
-            .shutdown(how)
-            .map_err(|e| Error::io("shutting a Unix stream down", e))
+        // The write side goes down after the writes already accepted (a
+        // completion backend may still be sending them).
+        let res = match how {
+            Shutdown::Read => self.io.shutdown(how),
+            Shutdown::Write => self.reg.shutdown_with(|| self.io.shutdown(how), || Ok(())),
+            Shutdown::Both => self.reg.shutdown_with(
+                || self.io.shutdown(how),
+                || self.io.shutdown(Shutdown::Read),
+            ),
+        };
+        res.map_err(|e| Error::io("shutting a Unix stream down", e))
     }
 }
 
