@@ -67,11 +67,16 @@ mod backend;
 mod context;
 mod error;
 mod event_loop;
+#[cfg(not(target_arch = "wasm32"))]
 mod executor;
+#[cfg(all(target_arch = "wasm32", feature = "js"))]
+pub mod js;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod net;
 mod policy;
 #[cfg(unix)]
 pub mod process;
+#[cfg(not(target_arch = "wasm32"))]
 mod runner;
 #[cfg(unix)]
 pub mod signal;
@@ -88,12 +93,18 @@ pub use event_loop::{
     EventLoop, ExceptionContext, ExceptionHandler, Handle, LoopBuilder, ThreadsafeHandle,
     TimerHandle,
 };
+#[cfg(not(target_arch = "wasm32"))]
 pub use executor::ExecutorFuture;
 pub use policy::{
     get_event_loop, get_event_loop_policy, get_running_loop, new_event_loop, set_event_loop,
     set_event_loop_policy, ContextPolicy, DefaultEventLoopPolicy, EventLoopPolicy,
-    SelectorEventLoopPolicy,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use policy::SelectorEventLoopPolicy;
+#[cfg(not(target_arch = "wasm32"))]
 pub use runner::{run, Runner};
 pub use task::Task;
-pub use time::{sleep, timeout, wait_for, yield_now, Sleep, Timeout, YieldNow};
+pub use time::{sleep, timeout, wait_for, yield_now, Instant, Sleep, Timeout, YieldNow};
+// --- wasm32 (issue 6): host-driven loops ---
+#[cfg(target_arch = "wasm32")]
+pub use event_loop::wasm::{LoopStats, DEFAULT_TICK_BUDGET};

@@ -319,6 +319,7 @@ thread_policy! {
     DefaultEventLoopPolicy, Backend::Auto
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 thread_policy! {
     /// Like [`DefaultEventLoopPolicy`], but its loops always use the selector
     /// backend (asyncio's `SelectorEventLoop`).

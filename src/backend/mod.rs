@@ -62,11 +62,14 @@ use std::sync::OnceLock;
 use crate::{Error, ErrorKind};
 
 cfg_if::cfg_if! {
-    if #[cfg(any(unix, windows))] {
+    if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
+        pub(crate) mod wasm;
+        pub(crate) use wasm as sys;
+    } else if #[cfg(any(unix, windows))] {
         pub(crate) mod selector;
         pub(crate) use selector as sys;
     } else {
-        compile_error!("aioloop supports Unix and Windows for now; the wasm32 backend is on its way");
+        compile_error!("aioloop supports Unix, Windows and wasm32-unknown-unknown (browsers, Node)");
     }
 }
 
@@ -104,6 +107,14 @@ pub enum Backend {
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
     Selector,
+    // --- wasm32 (issue 6) ---
+    /// Driven by the JS host (browsers, Node) on `wasm32-unknown-unknown`:
+    /// never blocks; ready work runs in a microtask, timers share one host
+    /// `setTimeout`, long bursts yield to the host (see
+    /// [`EventLoop::run_once`](crate::EventLoop) and the crate's wasm notes).
+    /// The only backend there, and unavailable elsewhere.
+    Wasm,
+    // --- end wasm32 ---
 }
 
 impl fmt::Display for Backend {
@@ -111,6 +122,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Auto => "auto",
             Backend::Selector => "selector",
+            Backend::Wasm => "wasm",
         })
     }
 }
@@ -124,6 +136,9 @@ impl Backend {
     /// `Auto` honours `AIOLOOP_BACKEND` (read once per process), so a whole
     /// test suite can be run against one backend without code changes.
     pub(crate) fn resolve(self) -> Result<Backend, Error> {
+        if cfg!(target_arch = "wasm32") {
+            return self.on_wasm32();
+        }
         match self {
             Backend::Auto => {
                 static CHOICE: OnceLock<Result<Backend, Error>> = OnceLock::new();
@@ -134,9 +149,27 @@ impl Backend {
                     })
                     .clone()
             }
+            Backend::Wasm => Err(Error::new(
+                ErrorKind::Unsupported,
+                "the wasm backend exists only on wasm32-unknown-unknown: use Backend::Auto or Backend::Selector here",
+            )),
             other => Ok(other),
         }
     }
+
+    // --- wasm32 (issue 6) ---
+    /// [`resolve`](Backend::resolve) on wasm32, where the host-driven backend
+    /// is the only one.
+    fn on_wasm32(self) -> Result<Backend, Error> {
+        match self {
+            Backend::Auto | Backend::Wasm => Ok(Backend::Wasm),
+            other => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the {other} backend does not exist on wasm32: use Backend::Auto or Backend::Wasm"),
+            )),
+        }
+    }
+    // --- end wasm32 ---
 
     fn parse(value: &str) -> Result<Backend, Error> {
         match value.trim().to_ascii_lowercase().as_str() {

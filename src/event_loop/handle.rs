@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use crate::time::Instant;
 
 use super::Inner;
 use crate::TaskContextId;
