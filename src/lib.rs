@@ -95,12 +95,12 @@ pub use event_loop::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use executor::ExecutorFuture;
+#[cfg(not(target_arch = "wasm32"))]
+pub use policy::SelectorEventLoopPolicy;
 pub use policy::{
     get_event_loop, get_event_loop_policy, get_running_loop, new_event_loop, set_event_loop,
     set_event_loop_policy, ContextPolicy, DefaultEventLoopPolicy, EventLoopPolicy,
 };
-#[cfg(not(target_arch = "wasm32"))]
-pub use policy::SelectorEventLoopPolicy;
 #[cfg(not(target_arch = "wasm32"))]
 pub use runner::{run, Runner};
 pub use task::Task;

@@ -87,7 +87,7 @@ pub(crate) fn to_nanos(when: Instant) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn from_nanos(ns: u64) -> Instant {
+pub(crate) fn from_nanos(ns: u64) -> Instant {
     base() + Duration::from_nanos(ns)
 }
 

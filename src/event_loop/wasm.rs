@@ -613,3 +613,50 @@ impl EventLoop {
         scheduler(&self.inner).yield_kind()
     }
 }
+
+/// An aioloop [`Error`] as a JS `Error` (wasm32): its `name` is the kind
+/// followed by `Error` (`"ClosedError"`, `"CancelledError"`…), its `kind`
+/// the [`ErrorKind`] name (`"Closed"`, `"Cancelled"`…).
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(target_arch = "wasm32")] {
+/// use wasm_bindgen::JsValue;
+/// let e = JsValue::from(aioloop::Error::new(aioloop::ErrorKind::Closed, "closed"));
+/// let kind = js_sys::Reflect::get(&e, &"kind".into()).unwrap();
+/// assert_eq!(kind.as_string().unwrap(), "Closed");
+/// # }
+/// ```
+impl From<Error> for JsValue {
+    fn from(err: Error) -> JsValue {
+        let kind = format!("{:?}", err.kind());
+        let e = js_sys::Error::new(err.message());
+        e.set_name(&format!("{kind}Error"));
+        let _ = js_sys::Reflect::set(&e, &JsValue::from_str("kind"), &JsValue::from_str(&kind));
+        e.into()
+    }
+}
+
+/// Tasks as JS promises (wasm32).
+impl<T: Into<JsValue> + 'static> crate::Task<T> {
+    /// A JS `Promise` that resolves to the task's output, or rejects with
+    /// its error as a JS `Error` (`CancelledError`, `ClosedError`,
+    /// `PanickedError`…). The task keeps running on its loop; the promise
+    /// only watches it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(target_arch = "wasm32")] {
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let promise: js_sys::Promise = lp.create_task(async { 42u32 }).into_promise();
+    /// # drop(promise);
+    /// # }
+    /// ```
+    pub fn into_promise(self) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            self.await.map(Into::into).map_err(JsValue::from)
+        })
+    }
+}

@@ -174,8 +174,7 @@ impl Scheduler {
     }
 
     fn release_if_idle(&self) {
-        if !self.micro_pending.get() && !self.yield_pending.get() && self.timer.borrow().is_none()
-        {
+        if !self.micro_pending.get() && !self.yield_pending.get() && self.timer.borrow().is_none() {
             let me = self.keepalive.borrow_mut().take();
             drop(me);
         }
@@ -342,7 +341,11 @@ impl Notifier {
     /// Tells the loop that work arrived from outside one of its turns.
     pub(crate) fn notify(&self) -> io::Result<()> {
         let entry = ENTRIES
-            .try_with(|e| e.try_borrow().ok().and_then(|e| e.get(self.slot).cloned().flatten()))
+            .try_with(|e| {
+                e.try_borrow()
+                    .ok()
+                    .and_then(|e| e.get(self.slot).cloned().flatten())
+            })
             .ok()
             .flatten();
         if let Some(entry) = entry {

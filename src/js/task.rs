@@ -1,0 +1,171 @@
+//! The JS `Task` class and `Task` ↔ `Promise` interop.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use super::{call0, report_thrown, to_js_error};
+use crate::{EventLoop, Task};
+
+type JsResult = Result<JsValue, JsValue>;
+
+/// A task created by `createTask(fn)` (JS class `Task`). It is *thenable*:
+/// `await task` gives what `fn` returned (or resolved to), or throws what it
+/// threw, a `CancelledError` after `cancel()`, or a `ClosedError` when the
+/// loop closed first.
+///
+/// A task whose failure nobody asked for (no `await`, `then` or `promise`
+/// before it ended) reports it to the loop's exception handler instead
+/// ("Task exception was never retrieved"), so nothing fails silently and no
+/// unhandled rejection ends a Node process.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
+/// let lp = aioloop::js::JsEventLoop::new().unwrap();
+/// let t = lp.create_task(js_sys::Function::new_no_args("return 7"));
+/// assert!(t.cancel());
+/// # }
+/// ```
+#[wasm_bindgen(js_name = Task)]
+#[derive(Debug)]
+pub struct JsTask {
+    task: Rc<RefCell<Task<JsResult>>>,
+    observed: Rc<Cell<bool>>,
+    promise: RefCell<Option<Promise>>,
+}
+
+impl JsTask {
+    pub(super) fn spawn(lp: &EventLoop, func: Function) -> JsTask {
+        let observed = Rc::new(Cell::new(false));
+        let seen = observed.clone();
+        let task = lp.create_task(async move {
+            // The synchronous part of `func` runs here, inside the task's
+            // step (its task context is entered).
+            let result = match call0(&func) {
+                Err(thrown) => Err(thrown),
+                Ok(v) if v.has_type::<Promise>() || is_thenable(&v) => {
+                    JsFuture::from(Promise::resolve(&v)).await
+                }
+                Ok(v) => Ok(v),
+            };
+            if let (Err(thrown), false) = (&result, seen.get()) {
+                if let Ok(lp) = crate::get_running_loop() {
+                    report_thrown(&lp, "Task exception was never retrieved", thrown.clone());
+                }
+            }
+            result
+        });
+        JsTask {
+            task: Rc::new(RefCell::new(task)),
+            observed,
+            promise: RefCell::new(None),
+        }
+    }
+}
+
+fn is_thenable(v: &JsValue) -> bool {
+    v.is_object()
+        && js_sys::Reflect::get(v, &JsValue::from_str("then")).is_ok_and(|t| t.is_function())
+}
+
+#[wasm_bindgen(js_class = Task)]
+impl JsTask {
+    /// `cancel()`: at its next step the task ends with a `CancelledError`
+    /// (a JS promise it was awaiting keeps running: JS cannot cancel it).
+    /// Returns `false` when the task is already done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
+    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
+    /// let t = lp.create_task(js_sys::Function::new_no_args(""));
+    /// assert!(t.cancel());
+    /// # }
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.task.try_borrow().is_ok_and(|t| t.cancel())
+    }
+
+    /// `done()`: whether the task has finished (value, error or cancelled).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
+    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
+    /// assert!(!lp.create_task(js_sys::Function::new_no_args("")).done());
+    /// # }
+    /// ```
+    pub fn done(&self) -> bool {
+        self.task.try_borrow().map_or(true, |t| t.done())
+    }
+
+    /// `promise`: a `Promise` of the task's result (the same one each time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
+    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
+    /// let t = lp.create_task(js_sys::Function::new_no_args("return 1"));
+    /// let _p: js_sys::Promise = t.promise();
+    /// # }
+    /// ```
+    #[wasm_bindgen(getter)]
+    pub fn promise(&self) -> Promise {
+        self.observed.set(true);
+        self.promise
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                let task = self.task.clone();
+                wasm_bindgen_futures::future_to_promise(async move {
+                    let r = poll_fn(|cx| match task.try_borrow_mut() {
+                        Ok(mut t) => std::future::Future::poll(Pin::new(&mut *t), cx),
+                        Err(_) => {
+                            cx.waker().wake_by_ref();
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
+                    match r {
+                        Ok(inner) => inner,
+                        Err(e) => Err(to_js_error(&e)),
+                    }
+                })
+            })
+            .clone()
+    }
+
+    /// `then(onFulfilled, onRejected)`: makes a `Task` awaitable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
+    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
+    /// let t = lp.create_task(js_sys::Function::new_no_args("return 1"));
+    /// let _p = t.then(None, None);
+    /// # }
+    /// ```
+    pub fn then(&self, on_fulfilled: Option<Function>, on_rejected: Option<Function>) -> Promise {
+        let p = self.promise();
+        let undef = JsValue::UNDEFINED;
+        let ok = on_fulfilled.map_or(undef.clone(), JsValue::from);
+        let err = on_rejected.map_or(undef, JsValue::from);
+        // `Promise.prototype.then` with both arguments possibly undefined.
+        let then: Function = js_sys::Reflect::get(&p, &JsValue::from_str("then"))
+            .map(JsCast::unchecked_into)
+            .unwrap_or_else(|_| Function::new_no_args(""));
+        then.call2(&p, &ok, &err)
+            .map(JsCast::unchecked_into)
+            .unwrap_or(p)
+    }
+}
