@@ -90,7 +90,9 @@ impl<T: Clone> Log<T> {
 
 /// Evaluates a JS function body (`new Function(body)`) and calls it.
 pub fn js_eval(body: &str) -> JsValue {
-    Function::new_no_args(body).call0(&JsValue::UNDEFINED).unwrap()
+    Function::new_no_args(body)
+        .call0(&JsValue::UNDEFINED)
+        .unwrap()
 }
 
 /// A JS property as a string (`""` when missing).

@@ -19,7 +19,8 @@ fn host_timeout0(f: impl FnOnce() + 'static) {
     let st: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
         .unwrap()
         .unchecked_into();
-    st.call2(&JsValue::UNDEFINED, &cb, &JsValue::from(0)).unwrap();
+    st.call2(&JsValue::UNDEFINED, &cb, &JsValue::from(0))
+        .unwrap();
 }
 
 #[wasm_bindgen_test]
@@ -76,7 +77,10 @@ async fn a_self_rescheduling_chain_does_not_starve_the_host() {
         host_sleep(1.0).await;
         fired.set(fired.get() + 1);
     }
-    assert!(count.get() - start < 1500, "the chain finished before the host got a turn");
+    assert!(
+        count.get() - start < 1500,
+        "the chain finished before the host got a turn"
+    );
     assert!(wait_until(5000.0, || count.get() == 1500).await);
     assert!(lp.stats().budget_yields >= 3, "{:?}", lp.stats());
     lp.close().unwrap();
@@ -117,7 +121,8 @@ async fn stop_pauses_the_host_and_start_resumes() {
     let l = log.clone();
     lp.call_soon(move || l.push("soon")).unwrap();
     let l = log.clone();
-    lp.call_later(Duration::from_millis(1), move || l.push("timer")).unwrap();
+    lp.call_later(Duration::from_millis(1), move || l.push("timer"))
+        .unwrap();
     host_sleep(10.0).await;
     assert!(log.is_empty(), "a stopped loop ran: {:?}", log.get());
     lp.start().unwrap();
@@ -137,6 +142,10 @@ async fn stop_pauses_the_host_and_start_resumes() {
     lp.call_soon(move || l.push("after stop")).unwrap();
     host_sleep(5.0).await;
     assert_eq!(log.len(), 4);
-    assert_eq!(lp.run_once().unwrap(), 1, "a stopped loop can still be pumped");
+    assert_eq!(
+        lp.run_once().unwrap(),
+        1,
+        "a stopped loop can still be pumped"
+    );
     lp.close().unwrap();
 }

@@ -17,7 +17,11 @@ fn host_ids_key_separate_loops() {
     // Outside any host context: a clear error.
     let e = aioloop::get_event_loop().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoContext);
-    assert!(e.message().contains("enter_host_context"), "{}", e.message());
+    assert!(
+        e.message().contains("enter_host_context"),
+        "{}",
+        e.message()
+    );
 
     let panel = |id: u64| {
         let _g = enter_host_context(id);
@@ -40,7 +44,10 @@ fn host_ids_key_separate_loops() {
     }
     {
         let _g = enter_host_context(3);
-        assert_eq!(aioloop::get_event_loop().unwrap_err().kind(), ErrorKind::NoCurrentLoop);
+        assert_eq!(
+            aioloop::get_event_loop().unwrap_err().kind(),
+            ErrorKind::NoCurrentLoop
+        );
     }
     for (id, lp) in [(1, a), (2, b)] {
         let _g = enter_host_context(id);
@@ -66,7 +73,10 @@ async fn task_contexts_key_loops_and_are_inherited() {
         // A child task inherits the context, so it sees the same slot.
         let lp = aioloop::get_running_loop().unwrap();
         let child = lp.create_task(async move {
-            (TaskContextId::current(), aioloop::get_event_loop_policy().get_event_loop().unwrap())
+            (
+                TaskContextId::current(),
+                aioloop::get_event_loop_policy().get_event_loop().unwrap(),
+            )
         });
         let (child_ctx, child_loop) = child.await.unwrap();
         assert_eq!(child_ctx, ctx);
@@ -76,7 +86,10 @@ async fn task_contexts_key_loops_and_are_inherited() {
     t.await.unwrap();
     // Another context never saw that loop.
     let other = lp.create_task(async {
-        aioloop::get_event_loop_policy().get_event_loop().unwrap_err().kind()
+        aioloop::get_event_loop_policy()
+            .get_event_loop()
+            .unwrap_err()
+            .kind()
     });
     assert_eq!(other.await.unwrap(), ErrorKind::NoCurrentLoop);
     inner_loop.close().unwrap();

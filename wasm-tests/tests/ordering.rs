@@ -79,7 +79,10 @@ async fn timers_fire_in_deadline_order_ties_in_scheduling_order_never_early() {
     let mut expected: Vec<usize> = (0..delays.len()).collect();
     expected.sort_by_key(|&i| delays[i]); // stable: ties keep scheduling order
     assert_eq!(log.get(), expected);
-    assert!(early.get().iter().all(|e| !e), "a timer fired before its deadline");
+    assert!(
+        early.get().iter().all(|e| !e),
+        "a timer fired before its deadline"
+    );
     assert_eq!(lp.stats().timers_fired, 2 * delays.len() as u64);
     lp.close().unwrap();
 }
@@ -90,14 +93,19 @@ async fn timer_lateness_is_small_and_measured() {
     let log = Log::new();
     for i in 0..20u64 {
         let l = log.clone();
-        lp.call_later(Duration::from_millis(2 + i), move || l.push(i)).unwrap();
+        lp.call_later(Duration::from_millis(2 + i), move || l.push(i))
+            .unwrap();
     }
     assert!(wait_until(3000.0, || log.len() == 20).await);
     let s = lp.stats();
     assert!(s.late_samples >= 1);
     assert!(s.late_max >= s.late_last);
     // Generous for shared CI machines: hosts fire timers within a few ms.
-    assert!(s.late_max < Duration::from_millis(100), "late by {:?}", s.late_max);
+    assert!(
+        s.late_max < Duration::from_millis(100),
+        "late by {:?}",
+        s.late_max
+    );
     lp.close().unwrap();
 }
 
@@ -124,7 +132,8 @@ async fn all_timers_share_one_host_timeout() {
     let log = Log::new();
     for i in 0..200u64 {
         let l = log.clone();
-        lp.call_later(Duration::from_millis(50 + i % 7), move || l.push(i)).unwrap();
+        lp.call_later(Duration::from_millis(50 + i % 7), move || l.push(i))
+            .unwrap();
     }
     // One turn (a microtask) arms one host timeout for all 200.
     microtask().await;
@@ -151,11 +160,14 @@ async fn cancelled_handles_never_run() {
     let l = log.clone();
     let h = lp.call_soon(move || l.push("soon")).unwrap();
     let l = log.clone();
-    let t = lp.call_later(Duration::from_millis(1), move || l.push("later")).unwrap();
+    let t = lp
+        .call_later(Duration::from_millis(1), move || l.push("later"))
+        .unwrap();
     h.cancel();
     t.cancel();
     let l = log.clone();
-    lp.call_later(Duration::from_millis(3), move || l.push("kept")).unwrap();
+    lp.call_later(Duration::from_millis(3), move || l.push("kept"))
+        .unwrap();
     assert!(wait_until(2000.0, || log.len() == 1).await);
     host_sleep(5.0).await;
     assert_eq!(log.get(), ["kept"]);

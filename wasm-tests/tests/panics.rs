@@ -16,7 +16,10 @@ fn handler_log(lp: &EventLoop) -> Rc<RefCell<Vec<(String, Option<ErrorKind>, Str
         s.borrow_mut().push((
             ctx.message.clone(),
             ctx.error.as_ref().map(|e| e.kind()),
-            ctx.error.as_ref().map(|e| e.message().to_string()).unwrap_or_default(),
+            ctx.error
+                .as_ref()
+                .map(|e| e.message().to_string())
+                .unwrap_or_default(),
         ));
     });
     seen
@@ -33,8 +36,13 @@ async fn a_panicking_callback_is_reported_and_the_loop_goes_on() {
     let l = log.clone();
     lp.call_soon(move || l.push(3)).unwrap();
     let l = log.clone();
-    lp.call_later(Duration::from_millis(2), move || l.push(4)).unwrap();
-    assert!(wait_until(2000.0, || log.len() == 3).await, "log: {:?}", log.get());
+    lp.call_later(Duration::from_millis(2), move || l.push(4))
+        .unwrap();
+    assert!(
+        wait_until(2000.0, || log.len() == 3).await,
+        "log: {:?}",
+        log.get()
+    );
     assert_eq!(log.get(), [1, 3, 4]);
     let seen = seen.borrow();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -66,7 +74,10 @@ async fn a_panicking_task_is_reported_and_other_tasks_finish() {
         "fine"
     });
     assert_eq!(good.await.unwrap(), "fine");
-    assert!(!bad.done(), "a trapped task step is abandoned: it never finishes");
+    assert!(
+        !bad.done(),
+        "a trapped task step is abandoned: it never finishes"
+    );
     assert_eq!(seen.borrow().len(), 1);
     assert!(seen.borrow()[0].2.contains("boom in a task"));
     drop(bad);

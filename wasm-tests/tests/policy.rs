@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use aioloop::{
-    Backend, DefaultEventLoopPolicy, Error, ErrorKind, EventLoop, EventLoopPolicy,
-};
+use aioloop::{Backend, DefaultEventLoopPolicy, Error, ErrorKind, EventLoop, EventLoopPolicy};
 use aioloop_wasm_tests::{wait_until, Log, PolicyReset};
 use wasm_bindgen_test::*;
 
@@ -17,7 +15,10 @@ fn default_policy_never_creates_a_loop_and_keys_one_slot() {
     assert!(e.message().contains("set_event_loop"), "{}", e.message());
     let lp = aioloop::new_event_loop().unwrap();
     // new_event_loop does not make the loop current.
-    assert_eq!(aioloop::get_event_loop().unwrap_err().kind(), ErrorKind::NoCurrentLoop);
+    assert_eq!(
+        aioloop::get_event_loop().unwrap_err().kind(),
+        ErrorKind::NoCurrentLoop
+    );
     aioloop::set_event_loop(Some(lp.clone())).unwrap();
     assert_eq!(aioloop::get_event_loop().unwrap(), lp);
     aioloop::set_event_loop(None).unwrap();
@@ -30,7 +31,10 @@ fn the_default_policy_uses_the_wasm_backend() {
     let lp = DefaultEventLoopPolicy::new().new_event_loop().unwrap();
     assert_eq!(lp.backend(), Backend::Wasm);
     assert_eq!(EventLoop::new().unwrap().backend(), Backend::Wasm);
-    let e = EventLoop::builder().backend(Backend::Selector).build().unwrap_err();
+    let e = EventLoop::builder()
+        .backend(Backend::Selector)
+        .build()
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     lp.close().unwrap();
 }
@@ -100,7 +104,10 @@ async fn the_running_loop_wins_inside_its_callbacks() {
     assert!(wait_until(2000.0, || seen.len() == 2).await);
     assert_eq!(seen.get(), [true, true]);
     // Outside a turn there is no running loop.
-    assert_eq!(aioloop::get_running_loop().unwrap_err().kind(), ErrorKind::NoRunningLoop);
+    assert_eq!(
+        aioloop::get_running_loop().unwrap_err().kind(),
+        ErrorKind::NoRunningLoop
+    );
     assert_eq!(aioloop::get_event_loop().unwrap(), current);
     other.close().unwrap();
     current.close().unwrap();

@@ -67,7 +67,9 @@ async fn close_ends_pending_tasks_and_later_calls_fail_with_closed() {
     assert_eq!(t.await.unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(lp.call_soon(|| {}).unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(
-        lp.call_later(Duration::from_millis(1), || {}).unwrap_err().kind(),
+        lp.call_later(Duration::from_millis(1), || {})
+            .unwrap_err()
+            .kind(),
         ErrorKind::Closed
     );
     assert_eq!(lp.run_once().unwrap_err().kind(), ErrorKind::Closed);
@@ -88,7 +90,10 @@ async fn nested_turns_and_closing_from_inside_are_refused() {
     })
     .unwrap();
     assert!(wait_until(2000.0, || log.len() == 2).await);
-    assert_eq!(log.get(), [ErrorKind::AlreadyRunning, ErrorKind::AlreadyRunning]);
+    assert_eq!(
+        log.get(),
+        [ErrorKind::AlreadyRunning, ErrorKind::AlreadyRunning]
+    );
     assert!(!lp.is_closed());
     lp.close().unwrap();
 }
@@ -99,11 +104,17 @@ async fn a_task_awaits_a_js_promise() {
     let t = lp.create_task(async {
         // A promise the host resolves from its own timer, 3 ms from now.
         let p = Promise::new(&mut |resolve, _| {
-            let st: js_sys::Function = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
-                .unwrap()
-                .unchecked_into();
-            st.call3(&JsValue::UNDEFINED, &resolve, &JsValue::from(3), &JsValue::from(21))
-                .unwrap();
+            let st: js_sys::Function =
+                js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+                    .unwrap()
+                    .unchecked_into();
+            st.call3(
+                &JsValue::UNDEFINED,
+                &resolve,
+                &JsValue::from(3),
+                &JsValue::from(21),
+            )
+            .unwrap();
         });
         let v = JsFuture::from(p).await.unwrap();
         // Back on the loop, in a turn: the running loop is known again.
