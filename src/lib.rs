@@ -55,6 +55,17 @@
 //! lp.close().unwrap();
 //! ```
 //!
+//! ## On wasm32 (browsers, Node)
+//!
+//! On `wasm32-unknown-unknown` the same API compiles on a backend the JS
+//! host drives (microtask turns, one host `setTimeout` per loop, turns
+//! budgeted so pages keep painting): loops run as soon as they have work,
+//! `EventLoop::run_once` / `start` / `stats` / `set_tick_budget` and
+//! `Task::into_promise` replace the blocking entry points, which (with
+//! threads, sockets, signals and subprocesses) do not exist there. The `js`
+//! feature adds the JS API (`aioloop::js`, built into an npm package by
+//! `scripts/build-wasm.sh`). See the README's WebAssembly section.
+//!
 //! ## Layers
 //!
 //! `policy` → `context` (which loop is current here?) and `event_loop` →

@@ -102,7 +102,8 @@ pub(crate) mod signal;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The platform's default (the selector on Unix).
+    /// The platform's default (the selector on Unix, [`Wasm`](Backend::Wasm)
+    /// on wasm32).
     #[default]
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
@@ -234,6 +235,14 @@ mod tests {
         let e = Backend::parse("kqueue-please").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("AIOLOOP_BACKEND"));
+    }
+
+    #[test]
+    fn the_wasm_backend_is_refused_off_wasm32() {
+        let e = Backend::Wasm.resolve().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("wasm32"));
+        assert_eq!(Backend::Wasm.to_string(), "wasm");
     }
 
     #[test]

@@ -670,6 +670,8 @@ impl EventLoop {
     /// assert!(lp.run_until_complete(t).unwrap().unwrap_err().is_cancelled());
     /// # lp.close().unwrap();
     /// ```
+    // `run` and `Runner` do not exist on wasm32.
+    #[cfg_attr(target_arch = "wasm32", allow(rustdoc::broken_intra_doc_links))]
     pub fn cancel_all_tasks(&self) -> usize {
         let wakers: Vec<_> = {
             let mut tasks = self.inner.tasks.borrow_mut();
@@ -957,6 +959,10 @@ impl EventLoop {
     /// already queued for it runs), then `run_forever` returns. Called before
     /// the loop runs, the next `run_forever` runs one iteration and returns,
     /// as in asyncio.
+    ///
+    /// On wasm32, where the host drives the loop, `stop()` pauses that
+    /// driving once the current turn ends (queued work stays queued);
+    /// `start()` resumes it and `run_once()` still pumps the loop.
     ///
     /// # Examples
     ///

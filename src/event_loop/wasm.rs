@@ -468,7 +468,7 @@ impl EventLoop {
                     )
                 }))
             }
-            Some(Err(kind)) if kind == ErrorKind::Closed => Err(Error::closed()),
+            Some(Err(ErrorKind::Closed)) => Err(Error::closed()),
             Some(Err(kind)) => Err(Error::new(
                 kind,
                 "run_once() could not run a turn: another event loop is running on this thread; \
@@ -573,7 +573,7 @@ impl EventLoop {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidInput`] for a zero budget (it would yield after
-    /// every [`CLOCK_EVERY`]-th item forever: use 1 ms or more).
+    /// every 16th item forever: use 1 ms or more).
     ///
     /// # Examples
     ///

@@ -133,7 +133,11 @@ impl JsEventLoop {
     /// # }
     /// ```
     #[wasm_bindgen(js_name = callLater)]
-    pub fn call_later(&self, delay_ms: f64, callback: Function) -> Result<JsTimerHandle, JsValue> {
+    pub fn call_later(
+        &self,
+        #[wasm_bindgen(js_name = delayMs)] delay_ms: f64,
+        callback: Function,
+    ) -> Result<JsTimerHandle, JsValue> {
         let delay = millis("callLater(delayMs, fn): delayMs", delay_ms)?;
         let lp = self.lp.clone();
         self.lp
@@ -161,7 +165,11 @@ impl JsEventLoop {
     /// # }
     /// ```
     #[wasm_bindgen(js_name = callAt)]
-    pub fn call_at(&self, when_ms: f64, callback: Function) -> Result<JsTimerHandle, JsValue> {
+    pub fn call_at(
+        &self,
+        #[wasm_bindgen(js_name = whenMs)] when_ms: f64,
+        callback: Function,
+    ) -> Result<JsTimerHandle, JsValue> {
         let when = millis("callAt(whenMs, fn): whenMs", when_ms)?;
         let when = from_nanos(u64::try_from(when.as_nanos()).unwrap_or(u64::MAX));
         let lp = self.lp.clone();
@@ -203,7 +211,10 @@ impl JsEventLoop {
     /// # }
     /// ```
     #[wasm_bindgen(js_name = createTask)]
-    pub fn create_task(&self, func: Function) -> JsTask {
+    pub fn create_task(
+        &self,
+        #[wasm_bindgen(js_name = "fn", unchecked_param_type = "() => unknown")] func: Function,
+    ) -> JsTask {
         JsTask::spawn(&self.lp, func)
     }
 
@@ -222,6 +233,7 @@ impl JsEventLoop {
     /// let _promise = lp.sleep(1.0).unwrap();
     /// # }
     /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn sleep(&self, ms: f64) -> Result<Promise, JsValue> {
         let delay = millis("sleep(ms): ms", ms)?;
         let lp = self.lp.clone();
@@ -476,7 +488,13 @@ impl JsEventLoop {
     /// # }
     /// ```
     #[wasm_bindgen(js_name = setExceptionHandler)]
-    pub fn set_exception_handler(&self, handler: Option<Function>) {
+    pub fn set_exception_handler(
+        &self,
+        #[wasm_bindgen(
+            unchecked_optional_param_type = "(context: { message: string, error?: Error, thrown?: unknown }) => void"
+        )]
+        handler: Option<Function>,
+    ) {
         match handler {
             None => self.lp.clear_exception_handler(),
             Some(f) => self.lp.set_exception_handler(move |lp, ctx| {

@@ -38,7 +38,7 @@
 //!
 //! Every failure is a JS `Error` whose `name` is the kind followed by
 //! `Error` (`"ClosedError"`, `"NoCurrentLoopError"`, `"CancelledError"`…)
-//! and whose `kind` is the [`ErrorKind`](crate::ErrorKind) name
+//! and whose `kind` is the [`ErrorKind`] name
 //! (`"Closed"`, `"NoCurrentLoop"`, `"Cancelled"`…).
 //!
 //! A JS callback that throws does not stop the loop: the error goes to the

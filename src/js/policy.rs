@@ -200,7 +200,8 @@ impl JsEventLoopPolicy {
     #[wasm_bindgen(js_name = setEventLoop)]
     pub fn set_event_loop(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "EventLoop | null")] event_loop: JsValue,
+        #[wasm_bindgen(js_name = lp, unchecked_param_type = "EventLoop | null")]
+        event_loop: JsValue,
     ) -> Result<(), JsValue> {
         let lp = loop_arg("EventLoopPolicy.setEventLoop(lp)", &event_loop)?;
         self.policy.set_event_loop(lp).map_err(|e| to_js_error(&e))
@@ -296,7 +297,7 @@ pub fn get_event_loop() -> Result<JsEventLoop, JsValue> {
 /// ```
 #[wasm_bindgen(js_name = setEventLoop)]
 pub fn js_set_event_loop(
-    #[wasm_bindgen(unchecked_param_type = "EventLoop | null")] event_loop: JsValue,
+    #[wasm_bindgen(js_name = lp, unchecked_param_type = "EventLoop | null")] event_loop: JsValue,
 ) -> Result<(), JsValue> {
     let lp = loop_arg("setEventLoop(lp)", &event_loop)?;
     crate::set_event_loop(lp).map_err(|e| to_js_error(&e))
@@ -433,7 +434,7 @@ pub fn set_event_loop_policy(
 /// Checks a host id from JS: an integer from 0 to 2^53 - 1.
 fn host_id(id: f64) -> Result<HostId, JsValue> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-    if id.is_finite() && id >= 0.0 && id <= MAX_SAFE && id.fract() == 0.0 {
+    if (0.0..=MAX_SAFE).contains(&id) && id.fract() == 0.0 {
         Ok(HostId::from(id as u64))
     } else {
         Err(super::invalid(format!(
@@ -462,7 +463,10 @@ fn host_id(id: f64) -> Result<HostId, JsValue> {
 /// # }
 /// ```
 #[wasm_bindgen(js_name = withContext)]
-pub fn with_context(id: f64, func: &Function) -> Result<JsValue, JsValue> {
+pub fn with_context(
+    id: f64,
+    #[wasm_bindgen(js_name = "fn")] func: &Function,
+) -> Result<JsValue, JsValue> {
     let id = host_id(id)?;
     let _guard = crate::enter_host_context(id);
     func.call0(&JsValue::UNDEFINED)

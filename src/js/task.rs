@@ -155,7 +155,11 @@ impl JsTask {
     /// let _p = t.then(None, None);
     /// # }
     /// ```
-    pub fn then(&self, on_fulfilled: Option<Function>, on_rejected: Option<Function>) -> Promise {
+    pub fn then(
+        &self,
+        #[wasm_bindgen(js_name = onFulfilled)] on_fulfilled: Option<Function>,
+        #[wasm_bindgen(js_name = onRejected)] on_rejected: Option<Function>,
+    ) -> Promise {
         let p = self.promise();
         let undef = JsValue::UNDEFINED;
         let ok = on_fulfilled.map_or(undef.clone(), JsValue::from);

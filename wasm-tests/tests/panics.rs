@@ -9,7 +9,10 @@ use aioloop::{ErrorKind, EventLoop};
 use aioloop_wasm_tests::{wait_until, Log};
 use wasm_bindgen_test::*;
 
-fn handler_log(lp: &EventLoop) -> Rc<RefCell<Vec<(String, Option<ErrorKind>, String)>>> {
+/// What the exception handler saw: (message, error kind, error message).
+type Seen = Rc<RefCell<Vec<(String, Option<ErrorKind>, String)>>>;
+
+fn handler_log(lp: &EventLoop) -> Seen {
     let seen = Rc::new(RefCell::new(Vec::new()));
     let s = seen.clone();
     lp.set_exception_handler(move |_, ctx| {
@@ -44,10 +47,12 @@ async fn a_panicking_callback_is_reported_and_the_loop_goes_on() {
         log.get()
     );
     assert_eq!(log.get(), [1, 3, 4]);
-    let seen = seen.borrow();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].1, Some(ErrorKind::Panicked));
-    assert!(seen[0].2.contains("boom in a callback"), "{seen:?}");
+    {
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].1, Some(ErrorKind::Panicked));
+        assert!(seen[0].2.contains("boom in a callback"), "{seen:?}");
+    }
     assert_eq!(lp.stats().traps, 1);
     assert!(!lp.is_dead());
     // Still fully usable, many times over (the stack pointer is restored).

@@ -109,6 +109,8 @@ impl Entry {
 }
 
 type EntryFn = Rc<dyn Fn(Entry, JsValue)>;
+/// The one JS-callable closure of a loop: `entry(kind, thrown)`.
+type EntryClosure = Closure<dyn Fn(u32, JsValue)>;
 
 thread_local! {
     /// The attached entries of live schedulers, by notifier slot (a
@@ -128,7 +130,7 @@ fn install() {
 pub(crate) struct Scheduler {
     slot: usize,
     host: RefCell<Option<HostFns>>,
-    closure: RefCell<Option<Closure<dyn Fn(u32, JsValue)>>>,
+    closure: RefCell<Option<EntryClosure>>,
     micro_pending: Cell<bool>,
     yield_pending: Cell<bool>,
     /// The armed host timeout: its deadline (crate clock, ns) and its id.
@@ -145,9 +147,8 @@ impl Scheduler {
         install();
         let entry: EntryFn = Rc::new(entry);
         let for_js = entry.clone();
-        let closure = Closure::<dyn Fn(u32, JsValue)>::new(move |code: u32, arg: JsValue| {
-            for_js(Entry::from_code(code), arg)
-        });
+        let closure =
+            EntryClosure::new(move |code: u32, arg: JsValue| for_js(Entry::from_code(code), arg));
         let host = aioloop_host(closure.as_ref());
         *self.host.borrow_mut() = Some(host);
         *self.closure.borrow_mut() = Some(closure);
