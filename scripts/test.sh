@@ -91,8 +91,8 @@ fi
 # --- wasm32 (issue 6): the wasm backend, the JS API, wasm-tests, the package ---
 # Full run: installs what it needs (the wasm32 target, the wasm-bindgen CLI
 # pinned in Cargo.toml, Debian's chromium + chromium-driver), then clippy and
-# rustdoc for wasm32, wasm-tests in Node and in headless Chromium, and the npm
-# package build (scripts/build-wasm.sh). --quick installs nothing and runs the
+# rustdoc for wasm32, wasm-tests in Node and in headless Chromium, the npm
+# package build (scripts/build-wasm.sh) and its JS tests (wasm-tests/js/). --quick installs nothing and runs the
 # wasm clippy and the Node suites only when the tools are already there.
 WASM_TARGET=wasm32-unknown-unknown
 WBG_VERSION=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml | head -1)
@@ -153,6 +153,8 @@ fi
 if [ "$quick" = 0 ]; then
     step wasm-test-chromium wasm_tests_chromium
     step wasm-package ./scripts/build-wasm.sh
+    # The package as JS sees it (node's test runner over pkg/node).
+    step wasm-package-js node --test wasm-tests/js/
 fi
 # --- end wasm32 ---
 
