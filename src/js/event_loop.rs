@@ -195,11 +195,13 @@ impl JsEventLoop {
         to_nanos(self.lp.time()) as f64 / 1e6
     }
 
-    /// `createTask(fn)`: runs `fn()` as a task of this loop (it starts in a
-    /// later turn, in the task's context) and awaits what it returns when
-    /// that is a promise. The `Task` is awaitable (`await task`), and
-    /// `task.cancel()` cancels it (its promise then rejects with a
-    /// `CancelledError`).
+    /// `createTask(fn)`: runs `fn(signal)` as a task of this loop (it starts
+    /// in a later turn, in the task's context) and awaits what it returns
+    /// when that is a promise. The `Task` is awaitable (`await task`), and
+    /// `task.cancel()` cancels it: its promise rejects with a
+    /// `CancelledError`, and `signal` (an `AbortSignal`) is aborted so the
+    /// function can stop what it started (`fetch(url, { signal })`); the
+    /// same happens when the loop closes first.
     ///
     /// # Examples
     ///
@@ -213,7 +215,11 @@ impl JsEventLoop {
     #[wasm_bindgen(js_name = createTask)]
     pub fn create_task(
         &self,
-        #[wasm_bindgen(js_name = "fn", unchecked_param_type = "() => unknown")] func: Function,
+        #[wasm_bindgen(
+            js_name = "fn",
+            unchecked_param_type = "(signal: AbortSignal) => unknown"
+        )]
+        func: Function,
     ) -> JsTask {
         JsTask::spawn(&self.lp, func)
     }

@@ -9,7 +9,7 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::{call0, report_thrown, to_js_error};
+use super::{report_thrown, to_js_error};
 use crate::{EventLoop, Task};
 
 type JsResult = Result<JsValue, JsValue>;
@@ -46,15 +46,18 @@ impl JsTask {
         let observed = Rc::new(Cell::new(false));
         let seen = observed.clone();
         let task = lp.create_task(async move {
+            // Aborted if this future is dropped unfinished (cancel, close).
+            let mut abort = AbortOnDrop::new();
             // The synchronous part of `func` runs here, inside the task's
             // step (its task context is entered).
-            let result = match call0(&func) {
+            let result = match func.call1(&JsValue::UNDEFINED, &abort.signal()) {
                 Err(thrown) => Err(thrown),
                 Ok(v) if v.has_type::<Promise>() || is_thenable(&v) => {
                     JsFuture::from(Promise::resolve(&v)).await
                 }
                 Ok(v) => Ok(v),
             };
+            abort.disarm();
             if let (Err(thrown), false) = (&result, seen.get()) {
                 if let Ok(lp) = crate::get_running_loop() {
                     report_thrown(&lp, "Task exception was never retrieved", thrown.clone());
@@ -66,6 +69,55 @@ impl JsTask {
             task: Rc::new(RefCell::new(task)),
             observed,
             promise: RefCell::new(None),
+        }
+    }
+}
+
+/// The `AbortController` whose signal a JS task's function receives:
+/// aborted (with a `CancelledError` as the reason) when the task ends
+/// without finishing (cancelled, or its loop closed), so JS code can stop
+/// what it started (`fetch(url, { signal })`).
+struct AbortOnDrop {
+    controller: Option<JsValue>,
+}
+
+impl AbortOnDrop {
+    fn new() -> AbortOnDrop {
+        let ctor = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("AbortController"))
+            .ok()
+            .and_then(|c| c.dyn_into::<Function>().ok());
+        let controller =
+            ctor.and_then(|c| js_sys::Reflect::construct(&c, &js_sys::Array::new()).ok());
+        AbortOnDrop { controller }
+    }
+
+    fn signal(&self) -> JsValue {
+        self.controller
+            .as_ref()
+            .and_then(|c| js_sys::Reflect::get(c, &JsValue::from_str("signal")).ok())
+            .unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn disarm(&mut self) {
+        self.controller = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(c) = self.controller.take() else {
+            return;
+        };
+        let abort = js_sys::Reflect::get(&c, &JsValue::from_str("abort"))
+            .ok()
+            .and_then(|a| a.dyn_into::<Function>().ok());
+        if let Some(abort) = abort {
+            let reason = to_js_error(&crate::Error::new(
+                crate::ErrorKind::Cancelled,
+                "the task was cancelled, or its event loop closed, before it finished",
+            ));
+            // What abort listeners throw is theirs: the task is over anyway.
+            let _ = abort.call1(&c, &reason);
         }
     }
 }

@@ -119,3 +119,29 @@ test('tick() pumps a stopped loop', () => {
     assert.equal(lp.tickBudget, 8);
     lp.close();
 });
+
+test('cancel() and close() abort the signal a task function receives', async () => {
+    const lp = newEventLoop();
+    let signal1;
+    const t = lp.createTask((signal) => { signal1 = signal; return new Promise(() => {}); });
+    assert.equal(await until(() => signal1 !== undefined), true);
+    assert.equal(signal1.aborted, false);
+    t.cancel();
+    await assert.rejects(t.promise, { name: 'CancelledError' });
+    assert.equal(signal1.aborted, true);
+    assert.equal(signal1.reason.kind, 'Cancelled');
+
+    let signal2;
+    const t2 = lp.createTask(async (signal) => { signal2 = signal; await lp.sleep(10_000); });
+    assert.equal(await until(() => signal2 !== undefined), true);
+    lp.close();
+    assert.equal(signal2.aborted, true);
+    await assert.rejects(t2.promise, { kind: 'Closed' });
+
+    // A task that finished normally is never aborted.
+    const lp2 = newEventLoop();
+    let signal3;
+    await lp2.createTask((signal) => { signal3 = signal; return 1; });
+    lp2.close();
+    assert.equal(signal3.aborted, false);
+});

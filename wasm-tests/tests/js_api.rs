@@ -216,3 +216,24 @@ async fn sleep_tick_and_stop_from_js() {
     assert!(!lp.yield_kind().is_empty());
     lp.close().unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn cancel_aborts_the_signal_the_task_function_receives() {
+    js_eval("globalThis.sig = undefined;");
+    let lp = JsEventLoop::new().unwrap();
+    let t = lp.create_task(Function::new_with_args(
+        "signal",
+        "globalThis.sig = signal; return new Promise(() => {});",
+    ));
+    assert!(wait_until(2000.0, || !js_eval("return globalThis.sig;").is_undefined()).await);
+    assert_eq!(js_eval("return sig.aborted;").as_bool(), Some(false));
+    t.cancel();
+    let e = JsFuture::from(t.promise()).await.unwrap_err();
+    assert_eq!(prop_str(&e, "name"), "CancelledError");
+    assert_eq!(js_eval("return sig.aborted;").as_bool(), Some(true));
+    assert_eq!(
+        js_eval("return sig.reason.kind;").as_string().unwrap(),
+        "Cancelled"
+    );
+    lp.close().unwrap();
+}
