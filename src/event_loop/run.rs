@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::handle::Callback;
 use super::threadsafe::{Remote, RemoteItem};
 use super::{EventLoop, ExceptionContext, Inner, Ready};
+use crate::time::Instant;
 use crate::{Error, ErrorKind};
 
 // The blocking side (run_forever, run_until_complete, one iteration that
@@ -17,7 +18,7 @@ use crate::{Error, ErrorKind};
 #[cfg(not(target_arch = "wasm32"))]
 use {
     super::source::SOURCE_TOKEN,
-    crate::time::{Fired, Instant},
+    crate::time::Fired,
     std::future::Future,
     std::pin::pin,
     std::sync::atomic::{AtomicBool, Ordering},
@@ -372,8 +373,7 @@ impl EventLoop {
         }
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
-    fn run_item_timed(&self, item: Ready, main: &mut dyn FnMut()) {
+    pub(super) fn run_item_timed(&self, item: Ready, main: &mut dyn FnMut()) {
         let what = match &item {
             Ready::Task(_) => "a task step".to_string(),
             Ready::Callback(cb) => format!("the callback scheduled at {}", cb.location()),

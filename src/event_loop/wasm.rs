@@ -290,12 +290,18 @@ fn turn(lp: &EventLoop, sched: &Rc<Scheduler>, manual: bool) -> Result<usize, Er
     }
 
     let ntodo = inner.ready.borrow().len();
+    let debug = inner.debug.get();
     let mut ran = 0;
     let mut over = false;
     while ran < ntodo {
         let item = inner.ready.borrow_mut().pop_front();
         let Some(item) = item else { break };
-        lp.run_item(item, &mut || {});
+        if debug {
+            // Logs (warning level) items slower than slow_callback_duration.
+            lp.run_item_timed(item, &mut || {});
+        } else {
+            lp.run_item(item, &mut || {});
+        }
         ran += 1;
         if ran % CLOCK_EVERY == 0 && ran < ntodo && slice_start.elapsed() >= budget {
             over = true;
