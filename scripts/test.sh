@@ -130,10 +130,17 @@ clippy_wasm() {
     cargo clippy --target "$WASM_TARGET" -p aioloop-wasm-tests --all-targets -- -D warnings
 }
 
+# The suites (wasm-tests/) and the library's own wasm32 unit tests. The
+# runner (wasm-bindgen-test-runner) comes from .cargo/config.toml.
+wasm_tests() {
+    cargo test --target "$WASM_TARGET" -p aioloop-wasm-tests
+    cargo test --target "$WASM_TARGET" -p aioloop --lib
+}
+
 wasm_tests_chromium() {
     CHROMEDRIVER="$CHROMEDRIVER" WASM_BINDGEN_USE_BROWSER=1 \
         WASM_BINDGEN_TEST_WEBDRIVER_JSON="$(pwd)/wasm-tests/webdriver.json" \
-        cargo test --target "$WASM_TARGET" -p aioloop-wasm-tests
+        wasm_tests
 }
 
 if [ "$quick" = 0 ]; then
@@ -144,8 +151,7 @@ if [ "$quick" = 0 ] || wasm_tools_ready; then
     step clippy-wasm clippy_wasm
     step rustdoc-wasm env RUSTDOCFLAGS="-D warnings" \
         cargo doc --target "$WASM_TARGET" -p aioloop --features js --no-deps
-    # The runner (wasm-bindgen-test-runner) comes from .cargo/config.toml.
-    step wasm-test-node cargo test --target "$WASM_TARGET" -p aioloop-wasm-tests
+    step wasm-test-node wasm_tests
 else
     echo
     echo "test.sh: --quick: skipping the wasm32 steps (no $WASM_TARGET target or wasm-bindgen-test-runner $WBG_VERSION; a full run installs them)"

@@ -238,6 +238,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(target_arch = "wasm32"))]
     fn the_wasm_backend_is_refused_off_wasm32() {
         let e = Backend::Wasm.resolve().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);

@@ -666,3 +666,58 @@ impl<T: Into<JsValue> + 'static> crate::Task<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn a_trap_that_leaves_the_loops_state_borrowed_makes_it_dead() {
+        let lp = EventLoop::new().unwrap();
+        let sched = scheduler(&lp.inner);
+        lp.call_later(Duration::from_secs(3600), || {}).unwrap();
+        // What a trap inside `ready.borrow_mut()` (an allocation failure in
+        // push_back, say) leaves behind: the borrow is never released.
+        let stuck = lp.inner.ready.borrow_mut();
+        recover(&lp, &sched, &JsValue::from_str("RuntimeError: unreachable"));
+        drop(stuck);
+        assert!(lp.is_dead());
+        let e = lp.call_soon(|| {}).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked);
+        assert!(e.message().contains("dead"), "{}", e.message());
+        assert!(e.message().contains("create a new loop"), "{}", e.message());
+        assert_eq!(lp.run_once().unwrap_err().kind(), ErrorKind::Panicked);
+        assert!(lp.start().is_err());
+        // Closing a dead loop touches none of its state, and works.
+        lp.close().unwrap();
+        assert!(lp.is_closed());
+        // Other loops are unaffected.
+        let other = EventLoop::new().unwrap();
+        other.stop();
+        other.call_soon(|| {}).unwrap();
+        assert_eq!(other.run_once().unwrap(), 1);
+        other.close().unwrap();
+    }
+
+    #[wasm_bindgen_test]
+    fn a_trap_with_nothing_stuck_keeps_the_loop_alive_and_restores_contexts() {
+        let lp = EventLoop::new().unwrap();
+        lp.stop();
+        let sched = scheduler(&lp.inner);
+        lp.set_exception_handler(|_, _| {});
+        // A turn that "trapped" inside a task context and a host context.
+        lp.inner.host.saved.set((None, 0));
+        let _task_ctx = crate::context::enter_task_context(TaskContextId::new());
+        let host = crate::enter_host_context(9u64);
+        recover(&lp, &sched, &JsValue::from_str("RuntimeError: unreachable"));
+        std::mem::forget(host);
+        assert!(!lp.is_dead());
+        assert_eq!(crate::context::entered_task_context(), None);
+        assert_eq!(crate::context::host_depth(), 0);
+        assert_eq!(lp.stats().traps, 1);
+        lp.call_soon(|| {}).unwrap();
+        assert_eq!(lp.run_once().unwrap(), 1);
+        lp.close().unwrap();
+    }
+}
