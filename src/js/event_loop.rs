@@ -18,15 +18,9 @@ fn ms_of(d: Duration) -> f64 {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// use aioloop::js::JsEventLoop;
-///
-/// let lp = JsEventLoop::new().unwrap();
-/// lp.call_soon(js_sys::Function::new_no_args("")).unwrap();
-/// assert_eq!(lp.tick().unwrap(), 1);
-/// lp.close().unwrap();
-/// # }
+/// ```js
+/// const lp = new EventLoop();
+/// lp.callSoon(() => console.log('hi'));
 /// ```
 #[wasm_bindgen(js_name = EventLoop)]
 #[derive(Debug, Clone)]
@@ -75,11 +69,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert!(!lp.is_closed());
-    /// # }
+    /// ```js
+    /// const lp = new EventLoop();   // or newEventLoop() through the policy
     /// ```
     #[wasm_bindgen(constructor)]
     pub fn new() -> Result<JsEventLoop, JsValue> {
@@ -97,12 +88,9 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let h = lp.call_soon(js_sys::Function::new_no_args("")).unwrap();
-    /// assert!(!h.cancelled());
-    /// # }
+    /// ```js
+    /// const h = lp.callSoon(() => console.log('next turn'));
+    /// h.cancel();                      // it will not run
     /// ```
     #[wasm_bindgen(js_name = callSoon)]
     pub fn call_soon(&self, callback: Function) -> Result<JsHandle, JsValue> {
@@ -124,13 +112,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let t = lp.call_later(5.0, js_sys::Function::new_no_args("")).unwrap();
-    /// assert!(t.when() >= lp.time());
-    /// assert!(lp.call_later(f64::NAN, js_sys::Function::new_no_args("")).is_err());
-    /// # }
+    /// ```js
+    /// lp.callLater(10, () => console.log('10 ms later'));
     /// ```
     #[wasm_bindgen(js_name = callLater)]
     pub fn call_later(
@@ -156,13 +139,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let at = lp.time() + 3.0;
-    /// let t = lp.call_at(at, js_sys::Function::new_no_args("")).unwrap();
-    /// assert!((t.when() - at).abs() < 1e-3);
-    /// # }
+    /// ```js
+    /// lp.callAt(lp.time() + 10, () => console.log('at +10 ms'));
     /// ```
     #[wasm_bindgen(js_name = callAt)]
     pub fn call_at(
@@ -184,12 +162,9 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let a = lp.time();
-    /// assert!(lp.time() >= a);
-    /// # }
+    /// ```js
+    /// const t0 = lp.time();
+    /// lp.callLater(5, () => console.log(lp.time() - t0 >= 5)); // true
     /// ```
     pub fn time(&self) -> f64 {
         to_nanos(self.lp.time()) as f64 / 1e6
@@ -205,12 +180,12 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let t = lp.create_task(js_sys::Function::new_no_args("return 1"));
-    /// assert!(!t.done());
-    /// # }
+    /// ```js
+    /// const task = lp.createTask(async (signal) => {
+    ///   const r = await fetch(url, { signal });   // aborted by task.cancel()
+    ///   return r.status;
+    /// });
+    /// console.log(await task);
     /// ```
     #[wasm_bindgen(js_name = createTask)]
     pub fn create_task(
@@ -233,11 +208,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let _promise = lp.sleep(1.0).unwrap();
-    /// # }
+    /// ```js
+    /// await lp.sleep(20);
     /// ```
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn sleep(&self, ms: f64) -> Result<Promise, JsValue> {
@@ -258,12 +230,10 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// lp.stop();
-    /// assert!(lp.is_stopped());
-    /// # }
+    /// ```js
+    /// lp.stop();          // queued work waits
+    /// lp.tick();          // ...unless pumped
+    /// lp.start();         // the host drives it again
     /// ```
     pub fn stop(&self) {
         self.lp.stop();
@@ -277,13 +247,9 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
+    /// ```js
     /// lp.stop();
-    /// lp.start().unwrap();
-    /// assert!(!lp.is_stopped());
-    /// # }
+    /// lp.start();
     /// ```
     pub fn start(&self) -> Result<(), JsValue> {
         self.lp.start().map_err(|e| to_js_error(&e))
@@ -298,12 +264,9 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// lp.close().unwrap();
-    /// assert!(lp.is_closed());
-    /// # }
+    /// ```js
+    /// lp.close();
+    /// lp.isClosed();      // true
     /// ```
     pub fn close(&self) -> Result<(), JsValue> {
         self.lp.close().map_err(|e| to_js_error(&e))
@@ -313,10 +276,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert!(!aioloop::js::JsEventLoop::new().unwrap().is_closed());
-    /// # }
+    /// ```js
+    /// if (!lp.isClosed()) lp.callSoon(() => {});
     /// ```
     #[wasm_bindgen(js_name = isClosed)]
     pub fn is_closed(&self) -> bool {
@@ -328,10 +289,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert!(!aioloop::js::JsEventLoop::new().unwrap().is_running());
-    /// # }
+    /// ```js
+    /// lp.callSoon(() => console.log(lp.isRunning())); // true
     /// ```
     #[wasm_bindgen(js_name = isRunning)]
     pub fn is_running(&self) -> bool {
@@ -342,10 +301,9 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert!(!aioloop::js::JsEventLoop::new().unwrap().is_stopped());
-    /// # }
+    /// ```js
+    /// lp.stop();
+    /// lp.isStopped();     // true
     /// ```
     #[wasm_bindgen(js_name = isStopped)]
     pub fn is_stopped(&self) -> bool {
@@ -357,10 +315,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert!(!aioloop::js::JsEventLoop::new().unwrap().is_dead());
-    /// # }
+    /// ```js
+    /// if (lp.isDead()) { lp.close(); lp = newEventLoop(); }
     /// ```
     #[wasm_bindgen(js_name = isDead)]
     pub fn is_dead(&self) -> bool {
@@ -379,11 +335,10 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert_eq!(lp.tick().unwrap(), 0);
-    /// # }
+    /// ```js
+    /// lp.stop();
+    /// lp.callSoon(() => {});
+    /// lp.tick();          // 1
     /// ```
     pub fn tick(&self) -> Result<u32, JsValue> {
         self.lp
@@ -396,11 +351,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert_eq!(lp.stats().callbacks, 0.0);
-    /// # }
+    /// ```js
+    /// const { callbacks, timersFired, lateMaxMs, budgetYields } = lp.stats();
     /// ```
     pub fn stats(&self) -> JsLoopStats {
         JsLoopStats::new(self.lp.stats(), self.lp.pending_tasks())
@@ -411,11 +363,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert_eq!(lp.tick_budget(), 5.0);
-    /// # }
+    /// ```js
+    /// console.log(lp.tickBudget);  // 5
     /// ```
     #[wasm_bindgen(getter, js_name = tickBudget)]
     pub fn tick_budget(&self) -> f64 {
@@ -430,12 +379,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// lp.set_tick_budget(8.0).unwrap();
-    /// assert!(lp.set_tick_budget(0.0).is_err());
-    /// # }
+    /// ```js
+    /// lp.tickBudget = 8;  // ms per slice before yielding to the host
     /// ```
     #[wasm_bindgen(setter, js_name = tickBudget)]
     pub fn set_tick_budget(&self, ms: f64) -> Result<(), JsValue> {
@@ -453,11 +398,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert!(!lp.yield_kind().is_empty());
-    /// # }
+    /// ```js
+    /// console.log(lp.yieldKind);   // 'setImmediate' on Node, 'MessageChannel' in browsers
     /// ```
     #[wasm_bindgen(getter, js_name = yieldKind)]
     pub fn yield_kind(&self) -> String {
@@ -468,10 +410,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert_eq!(aioloop::js::JsEventLoop::new().unwrap().pending_tasks(), 0);
-    /// # }
+    /// ```js
+    /// console.log(lp.pendingTasks);
     /// ```
     #[wasm_bindgen(getter, js_name = pendingTasks)]
     pub fn pending_tasks(&self) -> u32 {
@@ -486,12 +426,9 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// lp.set_exception_handler(Some(js_sys::Function::new_with_args("ctx", "")));
-    /// lp.set_exception_handler(None);
-    /// # }
+    /// ```js
+    /// lp.setExceptionHandler(({ message, error, thrown }) => console.warn(message, thrown ?? error));
+    /// lp.setExceptionHandler(null);  // back to console.error
     /// ```
     #[wasm_bindgen(js_name = setExceptionHandler)]
     pub fn set_exception_handler(
@@ -532,11 +469,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert_eq!(lp.loop_id(), lp.clone().loop_id());
-    /// # }
+    /// ```js
+    /// const ids = new Set([lp.loopId]);
     /// ```
     #[wasm_bindgen(getter, js_name = loopId)]
     pub fn loop_id(&self) -> u32 {
@@ -548,11 +482,8 @@ impl JsEventLoop {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert!(lp.equals(&lp.clone()));
-    /// # }
+    /// ```js
+    /// getEventLoop().equals(lp);   // true after setEventLoop(lp)
     /// ```
     pub fn equals(&self, other: &JsEventLoop) -> bool {
         self.lp == other.lp
@@ -571,13 +502,10 @@ fn run_js_callback(lp: &EventLoop, f: &Function) {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// let lp = aioloop::js::JsEventLoop::new().unwrap();
-/// let h = lp.call_soon(js_sys::Function::new_no_args("")).unwrap();
+/// ```js
+/// const h = lp.callSoon(() => {});
 /// h.cancel();
-/// assert!(h.cancelled());
-/// # }
+/// h.cancelled();   // true
 /// ```
 #[wasm_bindgen(js_name = Handle)]
 #[derive(Debug)]
@@ -591,11 +519,8 @@ impl JsHandle {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// lp.call_soon(js_sys::Function::new_no_args("")).unwrap().cancel();
-    /// # }
+    /// ```js
+    /// lp.callSoon(() => {}).cancel();
     /// ```
     pub fn cancel(&self) {
         self.handle.cancel();
@@ -605,11 +530,8 @@ impl JsHandle {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert!(!lp.call_soon(js_sys::Function::new_no_args("")).unwrap().cancelled());
-    /// # }
+    /// ```js
+    /// if (!h.cancelled()) h.cancel();
     /// ```
     pub fn cancelled(&self) -> bool {
         self.handle.cancelled()
@@ -620,13 +542,9 @@ impl JsHandle {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// let lp = aioloop::js::JsEventLoop::new().unwrap();
-/// let t = lp.call_later(1000.0, js_sys::Function::new_no_args("")).unwrap();
+/// ```js
+/// const t = lp.callLater(1000, () => {});
 /// t.cancel();
-/// assert!(t.cancelled());
-/// # }
 /// ```
 #[wasm_bindgen(js_name = TimerHandle)]
 #[derive(Debug)]
@@ -640,11 +558,8 @@ impl JsTimerHandle {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// lp.call_later(1.0, js_sys::Function::new_no_args("")).unwrap().cancel();
-    /// # }
+    /// ```js
+    /// lp.callLater(1, () => {}).cancel();
     /// ```
     pub fn cancel(&self) {
         self.handle.cancel();
@@ -654,11 +569,8 @@ impl JsTimerHandle {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert!(!lp.call_later(1.0, js_sys::Function::new_no_args("")).unwrap().cancelled());
-    /// # }
+    /// ```js
+    /// if (!t.cancelled()) t.cancel();
     /// ```
     pub fn cancelled(&self) -> bool {
         self.handle.cancelled()
@@ -668,12 +580,9 @@ impl JsTimerHandle {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let t = lp.call_later(2.0, js_sys::Function::new_no_args("")).unwrap();
-    /// assert!(t.when() > lp.time());
-    /// # }
+    /// ```js
+    /// const t = lp.callLater(10, () => {});
+    /// console.log(t.when - lp.time()); // about 10
     /// ```
     #[wasm_bindgen(getter)]
     pub fn when(&self) -> f64 {
@@ -686,12 +595,9 @@ impl JsTimerHandle {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// let lp = aioloop::js::JsEventLoop::new().unwrap();
-/// let s = lp.stats();
-/// assert_eq!(s.budget_yields, 0.0);
-/// # }
+/// ```js
+/// const s = lp.stats();
+/// console.log(s.turns, s.callbacks, s.timersFired, s.budgetYields, s.lateMeanMs);
 /// ```
 #[wasm_bindgen(js_name = LoopStats)]
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -745,11 +651,8 @@ impl JsLoopStats {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let s = aioloop::js::JsEventLoop::new().unwrap().stats();
-    /// assert!(s.to_json().is_object());
-    /// # }
+    /// ```js
+    /// console.log(JSON.stringify(lp.stats())); // {"turns":3,"callbacks":12,...}
     /// ```
     #[wasm_bindgen(js_name = toJSON)]
     pub fn to_json(&self) -> JsValue {

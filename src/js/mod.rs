@@ -36,6 +36,10 @@
 //! | `getEventLoopPolicy()`, `setEventLoopPolicy(p)`, `EventLoopPolicy.hostContext()` | the same names, [`ContextPolicy`](crate::ContextPolicy) |
 //! | `withContext(id, fn)` | [`enter_host_context`](crate::enter_host_context) |
 //!
+//! The examples of exported items are JavaScript, what the package's users
+//! write (they also land in the generated `aioloop.d.ts`); Rust code on
+//! wasm32 can call the same functions (`wasm-tests/tests/js_api.rs` does).
+//!
 //! Every failure is a JS `Error` whose `name` is the kind followed by
 //! `Error` (`"ClosedError"`, `"NoCurrentLoopError"`, `"CancelledError"`…)
 //! and whose `kind` is the [`ErrorKind`] name

@@ -24,12 +24,8 @@ use crate::{
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// use aioloop::js::JsEventLoopPolicy;
-/// let p = JsEventLoopPolicy::host_context();
-/// assert_eq!(p.kind(), "hostContext");
-/// # }
+/// ```js
+/// setEventLoopPolicy(EventLoopPolicy.hostContext());
 /// ```
 #[wasm_bindgen(js_name = EventLoopPolicy)]
 #[derive(Debug, Clone)]
@@ -103,10 +99,8 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert_eq!(aioloop::js::JsEventLoopPolicy::default_policy().kind(), "default");
-    /// # }
+    /// ```js
+    /// setEventLoopPolicy(EventLoopPolicy.default());
     /// ```
     #[wasm_bindgen(js_name = "default")]
     pub fn default_policy() -> JsEventLoopPolicy {
@@ -119,10 +113,9 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert_eq!(aioloop::js::JsEventLoopPolicy::host_context().kind(), "hostContext");
-    /// # }
+    /// ```js
+    /// setEventLoopPolicy(EventLoopPolicy.hostContext());
+    /// withContext(1, () => setEventLoop(newEventLoop()));
     /// ```
     #[wasm_bindgen(js_name = hostContext)]
     pub fn host_context() -> JsEventLoopPolicy {
@@ -133,10 +126,8 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert_eq!(aioloop::js::JsEventLoopPolicy::task_context().kind(), "taskContext");
-    /// # }
+    /// ```js
+    /// setEventLoopPolicy(EventLoopPolicy.taskContext());
     /// ```
     #[wasm_bindgen(js_name = taskContext)]
     pub fn task_context() -> JsEventLoopPolicy {
@@ -147,10 +138,8 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// assert_eq!(aioloop::js::JsEventLoopPolicy::task_context().kind(), "taskContext");
-    /// # }
+    /// ```js
+    /// getEventLoopPolicy().kind;  // 'default'
     /// ```
     #[wasm_bindgen(getter)]
     pub fn kind(&self) -> String {
@@ -166,11 +155,8 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let p = aioloop::js::JsEventLoopPolicy::default_policy();
-    /// assert!(p.get_event_loop().is_err());
-    /// # }
+    /// ```js
+    /// const lp = getEventLoopPolicy().getEventLoop();
     /// ```
     #[wasm_bindgen(js_name = getEventLoop)]
     pub fn get_event_loop(&self) -> Result<JsEventLoop, JsValue> {
@@ -189,13 +175,10 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let p = aioloop::js::JsEventLoopPolicy::default_policy();
-    /// let lp = p.new_event_loop().unwrap();
-    /// p.set_event_loop(lp.clone().into()).unwrap();
-    /// assert!(p.get_event_loop().unwrap().equals(&lp));
-    /// # }
+    /// ```js
+    /// const p = getEventLoopPolicy();
+    /// p.setEventLoop(p.newEventLoop());
+    /// p.setEventLoop(null);
     /// ```
     #[wasm_bindgen(js_name = setEventLoop)]
     pub fn set_event_loop(
@@ -215,11 +198,8 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoopPolicy::default_policy().new_event_loop().unwrap();
-    /// assert!(!lp.is_closed());
-    /// # }
+    /// ```js
+    /// const lp = getEventLoopPolicy().newEventLoop();
     /// ```
     #[wasm_bindgen(js_name = newEventLoop)]
     pub fn new_event_loop(&self) -> Result<JsEventLoop, JsValue> {
@@ -233,11 +213,8 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let p = aioloop::js::get_event_loop_policy();
-    /// assert_eq!(p.policy_id(), aioloop::js::get_event_loop_policy().policy_id());
-    /// # }
+    /// ```js
+    /// getEventLoopPolicy().policyId === getEventLoopPolicy().policyId; // true
     /// ```
     #[wasm_bindgen(getter, js_name = policyId)]
     pub fn policy_id(&self) -> u32 {
@@ -248,11 +225,8 @@ impl JsEventLoopPolicy {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let p = aioloop::js::get_event_loop_policy();
-    /// assert!(p.equals(&aioloop::js::get_event_loop_policy()));
-    /// # }
+    /// ```js
+    /// getEventLoopPolicy().equals(getEventLoopPolicy());  // true
     /// ```
     pub fn equals(&self, other: &JsEventLoopPolicy) -> bool {
         Arc::ptr_eq(&self.policy, &other.policy)
@@ -270,10 +244,9 @@ impl JsEventLoopPolicy {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// assert!(aioloop::js::get_event_loop().is_err());
-/// # }
+/// ```js
+/// setEventLoop(newEventLoop());
+/// const lp = getEventLoop();
 /// ```
 #[wasm_bindgen(js_name = getEventLoop)]
 pub fn get_event_loop() -> Result<JsEventLoop, JsValue> {
@@ -290,10 +263,9 @@ pub fn get_event_loop() -> Result<JsEventLoop, JsValue> {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// aioloop::js::js_set_event_loop(wasm_bindgen::JsValue::NULL).unwrap();
-/// # }
+/// ```js
+/// setEventLoop(newEventLoop());
+/// setEventLoop(null);   // clears it
 /// ```
 #[wasm_bindgen(js_name = setEventLoop)]
 pub fn js_set_event_loop(
@@ -336,11 +308,8 @@ thread_local! {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// let lp = aioloop::js::new_event_loop().unwrap();
-/// lp.close().unwrap();
-/// # }
+/// ```js
+/// const lp = newEventLoop();   // not current until setEventLoop(lp)
 /// ```
 #[wasm_bindgen(js_name = newEventLoop)]
 pub fn new_event_loop() -> Result<JsEventLoop, JsValue> {
@@ -358,10 +327,8 @@ pub fn new_event_loop() -> Result<JsEventLoop, JsValue> {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// assert!(aioloop::js::get_running_loop().is_err());
-/// # }
+/// ```js
+/// lp.callSoon(() => getRunningLoop().equals(lp)); // true inside a turn
 /// ```
 #[wasm_bindgen(js_name = getRunningLoop)]
 pub fn get_running_loop() -> Result<JsEventLoop, JsValue> {
@@ -375,11 +342,8 @@ pub fn get_running_loop() -> Result<JsEventLoop, JsValue> {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// let p = aioloop::js::get_event_loop_policy();
-/// assert!(!p.kind().is_empty());
-/// # }
+/// ```js
+/// const policy = getEventLoopPolicy();
 /// ```
 #[wasm_bindgen(js_name = getEventLoopPolicy)]
 pub fn get_event_loop_policy() -> JsEventLoopPolicy {
@@ -392,13 +356,9 @@ pub fn get_event_loop_policy() -> JsEventLoopPolicy {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// use aioloop::js::*;
-/// set_event_loop_policy(JsEventLoopPolicy::host_context().into()).unwrap();
-/// assert_eq!(get_event_loop_policy().kind(), "hostContext");
-/// set_event_loop_policy(wasm_bindgen::JsValue::NULL).unwrap();
-/// # }
+/// ```js
+/// setEventLoopPolicy(EventLoopPolicy.hostContext());
+/// setEventLoopPolicy(null);   // the default again
 /// ```
 #[wasm_bindgen(js_name = setEventLoopPolicy)]
 pub fn set_event_loop_policy(
@@ -455,12 +415,10 @@ fn host_id(id: f64) -> Result<HostId, JsValue> {
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// let f = js_sys::Function::new_no_args("return 5");
-/// assert_eq!(aioloop::js::with_context(3.0, &f).unwrap().as_f64(), Some(5.0));
-/// assert!(aioloop::js::with_context(-1.0, &f).is_err());
-/// # }
+/// ```js
+/// setEventLoopPolicy(EventLoopPolicy.hostContext());
+/// const lp = withContext(42, () => { const lp = newEventLoop(); setEventLoop(lp); return lp; });
+/// withContext(42, () => getEventLoop().equals(lp));   // true
 /// ```
 #[wasm_bindgen(js_name = withContext)]
 pub fn with_context(
@@ -477,10 +435,9 @@ pub fn with_context(
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// assert_eq!(aioloop::js::js_current_context(), None);
-/// # }
+/// ```js
+/// withContext(3, () => currentContext());   // 3
+/// currentContext();                         // undefined
 /// ```
 #[wasm_bindgen(js_name = currentContext)]
 pub fn js_current_context() -> Option<f64> {

@@ -26,12 +26,9 @@ type JsResult = Result<JsValue, JsValue>;
 ///
 /// # Examples
 ///
-/// ```
-/// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-/// let lp = aioloop::js::JsEventLoop::new().unwrap();
-/// let t = lp.create_task(js_sys::Function::new_no_args("return 7"));
-/// assert!(t.cancel());
-/// # }
+/// ```js
+/// const task = lp.createTask(async () => 42);
+/// console.log(await task);   // 42
 /// ```
 #[wasm_bindgen(js_name = Task)]
 #[derive(Debug)]
@@ -130,17 +127,16 @@ fn is_thenable(v: &JsValue) -> bool {
 #[wasm_bindgen(js_class = Task)]
 impl JsTask {
     /// `cancel()`: at its next step the task ends with a `CancelledError`
-    /// (a JS promise it was awaiting keeps running: JS cannot cancel it).
+    /// and the `signal` its function received is aborted (a JS promise it
+    /// was awaiting keeps running unless it listens to that signal).
     /// Returns `false` when the task is already done.
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let t = lp.create_task(js_sys::Function::new_no_args(""));
-    /// assert!(t.cancel());
-    /// # }
+    /// ```js
+    /// const task = lp.createTask(() => new Promise(() => {}));
+    /// task.cancel();             // true
+    /// await task.promise.catch((e) => e.name); // 'CancelledError'
     /// ```
     pub fn cancel(&self) -> bool {
         self.task.try_borrow().is_ok_and(|t| t.cancel())
@@ -150,11 +146,8 @@ impl JsTask {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// assert!(!lp.create_task(js_sys::Function::new_no_args("")).done());
-    /// # }
+    /// ```js
+    /// if (task.done()) console.log('finished');
     /// ```
     pub fn done(&self) -> bool {
         self.task.try_borrow().map_or(true, |t| t.done())
@@ -164,12 +157,8 @@ impl JsTask {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let t = lp.create_task(js_sys::Function::new_no_args("return 1"));
-    /// let _p: js_sys::Promise = t.promise();
-    /// # }
+    /// ```js
+    /// const value = await task.promise;
     /// ```
     #[wasm_bindgen(getter)]
     pub fn promise(&self) -> Promise {
@@ -200,12 +189,8 @@ impl JsTask {
     ///
     /// # Examples
     ///
-    /// ```
-    /// # #[cfg(all(target_arch = "wasm32", feature = "js"))] {
-    /// let lp = aioloop::js::JsEventLoop::new().unwrap();
-    /// let t = lp.create_task(js_sys::Function::new_no_args("return 1"));
-    /// let _p = t.then(None, None);
-    /// # }
+    /// ```js
+    /// task.then((v) => console.log(v), (e) => console.error(e.kind));
     /// ```
     pub fn then(
         &self,
