@@ -3,13 +3,17 @@
 #
 #   ./scripts/test.sh          everything: fmt, clippy (native + windows-gnu),
 #                              rustdoc, unit/integration/example/doc tests,
-#                              a release run of the tour example, and the
-#                              benchmark program in its --smoke mode
-#   ./scripts/test.sh --quick  skips the windows-gnu check, the tour and the bench
+#                              the test suite for Windows under Wine (per
+#                              Windows backend), a release run of the tour
+#                              example, and the benchmark program in its
+#                              --smoke mode
+#   ./scripts/test.sh --quick  skips windows-gnu (clippy, Wine), the tour and the bench
 #                              (wasm32: see the block near the end)
 #
 # Needs only rustup's toolchain (cargo, rustc, clippy, rustfmt); it installs the
-# rustup target it uses. Safe to run again and again: it writes only to target/.
+# rustup target it uses, and (scripts/wine/setup.sh) mingw-w64 and wine64 with
+# apt-get when they are missing. Safe to run again and again: besides those
+# installs it writes only to target/.
 set -euo pipefail
 
 quick=0
@@ -17,7 +21,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
         -h | --help)
-            sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -74,12 +78,17 @@ fi
 step fmt cargo fmt --all -- --check --color never
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 if [ "$quick" = 0 ]; then
-    # Check only (no linking), so no mingw toolchain is needed.
-    step clippy-windows cargo clippy --target "$WINDOWS_TARGET" --lib -- -D warnings
+    # Windows (x86_64-pc-windows-gnu): lint everything, tests included.
+    step clippy-windows cargo clippy -p aioloop --target "$WINDOWS_TARGET" --all-targets -- -D warnings
 fi
 step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step test cargo test --workspace --all-targets
 step doctest cargo test --doc
+if [ "$quick" = 0 ]; then
+    # Windows: the whole suite, cross-built and run under Wine once per
+    # Windows backend (installs mingw-w64 and wine64 when missing).
+    step windows-wine bash scripts/wine/test.sh
+fi
 if [ "$quick" = 0 ]; then
     # Smoke test: the README's demo command must build and exit 0.
     step tour bash -c 'cargo run --release --example tour >/dev/null'
@@ -92,8 +101,9 @@ fi
 # Full run: installs what it needs (the wasm32 target, the wasm-bindgen CLI
 # pinned in Cargo.toml, Debian's chromium + chromium-driver), then clippy and
 # rustdoc for wasm32, wasm-tests in Node and in headless Chromium, the npm
-# package build (scripts/build-wasm.sh) and its JS tests (wasm-tests/js/). --quick installs nothing and runs the
-# wasm clippy and the Node suites only when the tools are already there.
+# package build (scripts/build-wasm.sh) and its JS tests (wasm-tests/js/).
+# --quick installs nothing and runs the wasm clippy and the Node suites only
+# when the tools are already there.
 WASM_TARGET=wasm32-unknown-unknown
 WBG_VERSION=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml | head -1)
 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
@@ -166,4 +176,4 @@ fi
 
 echo
 echo "test.sh: all ${#passed[@]} steps passed (${passed[*]}) in $((SECONDS - started))s" \
-    "[$([ "$quick" = 1 ] && echo "quick: skipped windows-gnu check, release tour and bench smoke" || echo full)]"
+    "[$([ "$quick" = 1 ] && echo "quick: skipped windows-gnu clippy and Wine run, release tour and bench smoke" || echo full)]"

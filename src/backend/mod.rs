@@ -35,6 +35,12 @@
 //!     returns `io::ErrorKind::WouldBlock`, and the loop waits for the next
 //!     readiness event of that direction before trying again.
 //!
+//! const SHORT_TRANSFER_REARMS: bool
+//!     true when a stream read or write that moved fewer bytes than asked
+//!     for may clear the loop's readiness bit without waiting for a
+//!     `WouldBlock` (the backend reports the next change as a new event);
+//!     false when only a `WouldBlock` re-arms the source (mio on Windows).
+//!
 //! struct Notifier: Send + Sync        the thread-safe wake-up
 //!     fn notify(&self) -> io::Result<()>
 //!         Makes a current or the next `poll` return promptly. Cheap to call
