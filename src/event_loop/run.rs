@@ -83,6 +83,16 @@ pub(super) fn forget_running(inner: &Inner) {
     });
 }
 
+/// Takes this thread's running loop out of its slot (wasm32: at a top-level
+/// host entry, a running loop can only be left over from an uncaught trap).
+#[cfg(target_arch = "wasm32")]
+pub(super) fn take_running() -> Option<EventLoop> {
+    RUNNING
+        .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.take()))
+        .ok()
+        .flatten()
+}
+
 /// Marks this thread's running loop; restores the previous state on drop,
 /// even if something unwinds through `run`.
 pub(super) struct RunningGuard {

@@ -222,6 +222,7 @@ fn enter(lp: &EventLoop, entry: Entry, arg: JsValue) {
             inner.host.manual.set(Some(r));
         }
         Entry::Microtask | Entry::Yield | Entry::Timer => {
+            clear_stale_state(lp);
             if inner.closed.get() || inner.host.is_dead() || inner.stopping.get() {
                 sched.arm_timer(None, 0);
                 sched.settle();
@@ -233,6 +234,21 @@ fn enter(lp: &EventLoop, entry: Entry, arg: JsValue) {
                 return;
             }
             let _ = turn(lp, &sched, false);
+        }
+    }
+}
+
+/// Host callbacks run at the top of the JS stack, where no turn and no
+/// context can be active: anything found there was left by a trap that no
+/// guard caught (in code the host called directly). Clears it, and wakes the
+/// loop it belonged to, so that no loop stays stuck "running".
+fn clear_stale_state(lp: &EventLoop) {
+    crate::context::reset_task_context(None);
+    crate::context::truncate_host_contexts(0);
+    if let Some(stale) = super::run::take_running() {
+        stale.inner.running.set(false);
+        if stale != *lp {
+            stale.inner.wake_host();
         }
     }
 }
@@ -697,6 +713,33 @@ mod tests {
         other.stop();
         other.call_soon(|| {}).unwrap();
         assert_eq!(other.run_once().unwrap(), 1);
+        other.close().unwrap();
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_host_entry_clears_a_running_loop_left_by_an_uncaught_trap() {
+        let stuck = EventLoop::new().unwrap();
+        let other = EventLoop::new().unwrap();
+        // What an uncaught trap inside a turn of `stuck` leaves behind.
+        let guard = stuck.enter_running().unwrap();
+        std::mem::forget(guard);
+        assert!(stuck.is_running());
+        let ran = std::rc::Rc::new(Cell::new(0));
+        for lp in [&stuck, &other] {
+            let r = ran.clone();
+            lp.call_soon(move || r.set(r.get() + 1)).unwrap();
+        }
+        // `other`'s microtask turn (a top-level host entry) clears the stale
+        // state and wakes `stuck`, whose own work then runs too.
+        for _ in 0..10 {
+            let zero = JsValue::from(0);
+            wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&zero))
+                .await
+                .unwrap();
+        }
+        assert_eq!(ran.get(), 2);
+        assert!(!stuck.is_running());
+        stuck.close().unwrap();
         other.close().unwrap();
     }
 
