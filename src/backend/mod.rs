@@ -1,7 +1,7 @@
 //! How the loop waits: the backend contract and the one place that picks the
 //! backend.
 //!
-//! Everything that touches the operating system (or, later, the JS host) lives
+//! Everything that touches the operating system (or the JS host) lives
 //! below this module. The event loop above it sees only this contract, which
 //! every backend implements with the same names:
 //!
@@ -61,6 +61,16 @@
 //! never borrowed from a future that could be dropped first. Cancelling such an
 //! operation means submitting a cancel and keeping the buffer alive until the
 //! cancel's completion arrives.
+//!
+//! ## wasm32: the host waits, not the loop
+//!
+//! On `wasm32-unknown-unknown` (`wasm/`) nothing may block, so the `Driver`
+//! has `new`, `kind` and `notifier` but no `poll` and no registrations:
+//! instead it owns a `Scheduler` through which the loop asks the JS host for
+//! its next turn (one microtask per batch, one host timeout for the earliest
+//! deadline, a yielding macrotask after a turn that used up its budget), and
+//! `Notifier::notify` asks for a turn from a waker. `event_loop/wasm.rs` is
+//! the loop's side. Its module doc has the details.
 
 use std::fmt;
 use std::sync::OnceLock;

@@ -23,11 +23,11 @@ const until = async (cond, ms = 2000) => {
 test('callbacks, timers and tasks in order; a Task is awaitable', async () => {
     const lp = new EventLoop();
     const seen = [];
-    lp.callLater(3, () => seen.push('later'));
+    lp.callLater(15, () => seen.push('later'));
     lp.callSoon(() => seen.push('soon'));
     lp.callAt(lp.time() + 1, () => seen.push('at'));
     const v = await lp.createTask(async () => {
-        await lp.sleep(5);
+        await lp.sleep(20);
         return 'task';
     });
     assert.equal(v, 'task');

@@ -65,17 +65,30 @@ async fn timers_fire_in_deadline_order_ties_in_scheduling_order_never_early() {
     let lp = EventLoop::new().unwrap();
     let log = Log::new();
     let early = Log::new();
+    // Deadlines from one base instant, so that equal delays are real ties
+    // (call_later's "now" moves between calls).
+    let base = lp.time();
     let delays = [7u64, 1, 4, 4, 0, 12, 4, 2];
     for (i, d) in delays.iter().enumerate() {
         let (l, e, lp2) = (log.clone(), early.clone(), lp.clone());
-        let h = lp
-            .call_later(Duration::from_millis(*d), move || l.push(i))
-            .unwrap();
-        let when = h.when();
-        // Checked from a second timer at the same deadline: it runs after.
-        lp.call_at(when, move || e.push(lp2.time() < when)).unwrap();
+        let when = base + Duration::from_millis(*d);
+        lp.call_at(when, move || {
+            e.push(lp2.time() < when);
+            l.push(i);
+        })
+        .unwrap();
     }
+    // call_later: never before now + delay either.
+    let (e, lp2) = (early.clone(), lp.clone());
+    let h = lp
+        .call_later(Duration::from_millis(3), move || e.push(false))
+        .unwrap();
+    let when = h.when();
+    let (e2, lp3) = (early.clone(), lp.clone());
+    lp.call_at(when, move || e2.push(lp3.time() < when))
+        .unwrap();
     assert!(wait_until(3000.0, || log.len() == delays.len()).await);
+    assert!(wait_until(3000.0, || early.len() == delays.len() + 2).await);
     let mut expected: Vec<usize> = (0..delays.len()).collect();
     expected.sort_by_key(|&i| delays[i]); // stable: ties keep scheduling order
     assert_eq!(log.get(), expected);
@@ -83,7 +96,8 @@ async fn timers_fire_in_deadline_order_ties_in_scheduling_order_never_early() {
         early.get().iter().all(|e| !e),
         "a timer fired before its deadline"
     );
-    assert_eq!(lp.stats().timers_fired, 2 * delays.len() as u64);
+    assert_eq!(lp.stats().timers_fired, delays.len() as u64 + 2);
+    drop(lp2);
     lp.close().unwrap();
 }
 
