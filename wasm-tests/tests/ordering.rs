@@ -187,3 +187,31 @@ async fn cancelled_handles_never_run() {
     assert_eq!(log.get(), ["kept"]);
     lp.close().unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn a_loop_dropped_with_work_pending_leaves_nothing_behind() {
+    // Dropped (not closed) with a microtask, a timer and a task queued: the
+    // host callback already queued finds the loop gone and does nothing,
+    // the host timeout is cleared, nothing throws (the JS guard would log
+    // to console.error).
+    js_eval(
+        "globalThis.__errors = 0; globalThis.__realError = console.error;
+         console.error = (...a) => { globalThis.__errors++; globalThis.__realError(...a); };",
+    );
+    for _ in 0..20 {
+        let lp = EventLoop::new().unwrap();
+        lp.call_soon(|| {}).unwrap();
+        lp.call_later(Duration::from_millis(1), || panic!("ran after drop"))
+            .unwrap();
+        drop(lp);
+    }
+    host_sleep(5.0).await;
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let l = log.clone();
+    lp.call_soon(move || l.push(1)).unwrap();
+    assert!(wait_until(1000.0, || log.len() == 1).await);
+    lp.close().unwrap();
+    let errors = js_eval("console.error = globalThis.__realError; return globalThis.__errors;");
+    assert_eq!(errors.as_f64(), Some(0.0));
+}

@@ -138,6 +138,9 @@ pub(crate) struct Scheduler {
     /// Set while something is pending on the host, so the closure it will
     /// call outlives the loop.
     keepalive: RefCell<Option<Rc<Scheduler>>>,
+    /// The loop's driver was dropped: the scheduler lives on only until its
+    /// pending host callbacks have run.
+    orphaned: Cell<bool>,
 }
 
 impl Scheduler {
@@ -147,8 +150,21 @@ impl Scheduler {
         install();
         let entry: EntryFn = Rc::new(entry);
         let for_js = entry.clone();
-        let closure =
-            EntryClosure::new(move |code: u32, arg: JsValue| for_js(Entry::from_code(code), arg));
+        let me = Rc::downgrade(self);
+        let closure = EntryClosure::new(move |code: u32, arg: JsValue| {
+            let entry = Entry::from_code(code);
+            for_js(entry, arg);
+            // The loop is gone (dropped while this callback was pending):
+            // let the scheduler go once nothing else is pending. This may
+            // drop this very closure; wasm-bindgen frees it only after the
+            // call returns.
+            if let Some(s) = me.upgrade() {
+                if s.orphaned.get() {
+                    s.entered(entry);
+                    s.release_if_idle();
+                }
+            }
+        });
         let host = aioloop_host(closure.as_ref());
         *self.host.borrow_mut() = Some(host);
         *self.closure.borrow_mut() = Some(closure);
@@ -293,6 +309,7 @@ impl Driver {
             yield_pending: Cell::new(false),
             timer: RefCell::new(None),
             keepalive: RefCell::new(None),
+            orphaned: Cell::new(false),
         });
         Ok(Driver {
             scheduler,
@@ -316,7 +333,9 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         // No host timeout may outlive the loop (it would keep Node alive);
-        // a pending microtask or yield finds the loop gone and does nothing.
+        // a pending microtask or yield finds the loop gone, does nothing and
+        // lets the scheduler go.
+        self.scheduler.orphaned.set(true);
         self.scheduler.arm_timer(None, 0);
         let slot = self.scheduler.slot;
         let entry = ENTRIES
