@@ -927,7 +927,8 @@ impl EventLoop {
         }
     }
 
-    /// Whether the loop is running (`run_forever` / `run_until_complete`).
+    /// Whether the loop is running (`run_forever` / `run_until_complete`;
+    /// on wasm32, while one of its host-driven turns runs).
     ///
     /// # Examples
     ///
