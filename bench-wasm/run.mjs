@@ -49,15 +49,27 @@ const b = require(resolve(pkgDir, 'aioloop_bench_wasm.js'));
 
 // Sizes: full, and --smoke (proves it builds and runs; figures meaningless).
 const S = smoke
-    ? { spawn: 2000, yieldTasks: 20, yields: 50, timers: 500, spread: 2, reps: 1 }
-    : { spawn: 100000, yieldTasks: 200, yields: 1000, timers: 20000, spread: 4, reps: 5 };
+    ? { batches: 5, per: 200, flat: 2000, yieldTasks: 20, yields: 50, timers: 500, spread: 2, reps: 1 }
+    : { batches: 200, per: 1000, flat: 100000, yieldTasks: 200, yields: 1000, timers: 20000, spread: 4, reps: 5 };
 
 const sumTo = (n) => (n * (n - 1)) / 2;
+/** Plain JS, no wasm: n Promises each resolved by its own setTimeout (a
+ * reference point for the timers row, not a peer). */
+function jsTimers(n, spread) {
+    const all = new Array(n);
+    for (let i = 0; i < n; i++) all[i] = new Promise((r) => setTimeout(() => r(i), 1 + (i % spread)));
+    return Promise.all(all).then((xs) => xs.reduce((a, x) => a + x, 0));
+}
 const benches = [
     {
-        name: 'spawn', unit: 'ns/task', ops: S.spawn, expect: sumTo(S.spawn),
-        what: `${S.spawn.toLocaleString('en')} tasks spawned, then their handles awaited in order`,
-        aioloop: () => b.aioloopSpawn(S.spawn), peer: () => b.peerSpawn(S.spawn),
+        name: 'spawn', unit: 'ns/task', ops: S.batches * S.per, expect: S.batches * sumTo(S.per),
+        what: `${S.batches} batches of ${S.per.toLocaleString('en')} tasks: each batch spawned, then its handles awaited in order (the native benchmark's spawn_many)`,
+        aioloop: () => b.aioloopSpawnBatches(S.batches, S.per), peer: () => b.peerSpawnBatches(S.batches, S.per),
+    },
+    {
+        name: 'spawn_flat', unit: 'ns/task', ops: S.flat, expect: sumTo(S.flat),
+        what: `${S.flat.toLocaleString('en')} tasks spawned at once, then their handles awaited in order`,
+        aioloop: () => b.aioloopSpawn(S.flat), peer: () => b.peerSpawn(S.flat),
     },
     {
         name: 'yield', unit: 'ns/yield', ops: S.yieldTasks * S.yields, expect: sumTo(S.yieldTasks),
@@ -67,9 +79,10 @@ const benches = [
     },
     {
         name: 'timers', unit: 'ns/timer', ops: S.timers, expect: sumTo(S.timers),
-        what: `${S.timers.toLocaleString('en')} tasks each sleeping 1-${S.spread} ms (1 + i % ${S.spread}), all joined; wall time including the ${S.spread} ms floor`,
+        what: `${S.timers.toLocaleString('en')} tasks each sleeping 1-${S.spread} ms (1 + i % ${S.spread}), all joined; wall time, so the ${S.spread} ms floor is included`,
         aioloop: () => b.aioloopTimers(S.timers, S.spread),
         peer: () => b.peerTimers(S.timers, S.spread),
+        js: () => jsTimers(S.timers, S.spread),
     },
 ];
 
@@ -97,7 +110,7 @@ async function measure(bench, who) {
     return median(xs);
 }
 
-const results = Object.fromEntries(benches.map((x) => [x.name, { aioloop: [], peer: [] }]));
+const results = Object.fromEntries(benches.map((x) => [x.name, { aioloop: [], peer: [], js: [] }]));
 for (const bench of benches) {
     await once(bench, 'aioloop');
     await once(bench, 'peer');
@@ -106,6 +119,7 @@ for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? ['aioloop', 'peer'] : ['peer', 'aioloop'];
     for (const bench of benches) {
         for (const who of order) results[bench.name][who].push(await measure(bench, who));
+        if (bench.js) results[bench.name].js.push(await measure(bench, 'js'));
     }
     const line = benches
         .map((x) => {
@@ -118,7 +132,7 @@ for (let r = 0; r < rounds; r++) {
 
 const fmt = (ns) => (ns >= 100 ? ns.toFixed(0) : ns.toPrecision(3));
 const GOAL = 1.2;
-const goalRows = new Set(['spawn', 'timers']);
+const goalRows = new Set(['spawn', 'spawn_flat', 'timers']);
 const rows = benches.map((x) => {
     const { aioloop, peer } = results[x.name];
     const ratios = aioloop.map((a, i) => peer[i] / a);
@@ -170,6 +184,8 @@ ${rows.map((r) => r.line).join('\n')}
 ${benches.map((x) => `- \`${x.name}\` (${x.unit}): ${x.what}.`).join('\n')}
 - aioloop: \`EventLoop::create_task\`, \`aioloop::yield_now\`, \`aioloop::sleep\` on one loop (host-driven: microtask turns, one host timeout for all timers, a 5 ms slice then a \`setImmediate\` yield).
 - wasm-bindgen-futures: \`spawn_local\` with a \`futures::channel::oneshot\` per task as its join handle (it has none); yield = a future that wakes itself once and returns \`Pending\`; sleep = \`setTimeout(resolve, ms)\` wrapped in a \`Promise\`, awaited through \`JsFuture\` (one host timer per sleep).
+
+Reference, not a peer: plain JS (no wasm), ${S.timers.toLocaleString('en')} Promises each resolved by its own \`setTimeout\`, measured in the same rounds: ${fmt(median(results.timers.js))} ns/timer.
 
 aioloop's loop after the run: ${stats.turns} turns, ${stats.callbacks} ready items, ${stats.timersFired} timers fired, ${stats.budgetYields} budget yields to the host (wasm-bindgen-futures never yields: it drains its queue in one microtask).
 `;

@@ -102,6 +102,28 @@ pub fn aioloop_spawn(n: u32) -> Result<Promise, JsValue> {
     })
 }
 
+/// aioloop: `batches` batches of `per` tasks (each returns its index): each
+/// batch spawned, then its handles awaited in order (the native benchmark's
+/// `spawn_many`). Resolves with the sum over all batches.
+#[wasm_bindgen(js_name = aioloopSpawnBatches)]
+pub fn aioloop_spawn_batches(batches: u32, per: u32) -> Result<Promise, JsValue> {
+    on_aioloop(async move {
+        let lp = aioloop::get_running_loop().expect("inside a task");
+        let mut sum = 0.0;
+        let mut tasks = Vec::with_capacity(per as usize);
+        for _ in 0..batches {
+            tasks.extend((0..per).map(|i| lp.create_task(async move { i })));
+            for t in tasks.drain(..) {
+                match t.await {
+                    Ok(v) => sum += f64::from(v),
+                    Err(_) => return f64::NAN,
+                }
+            }
+        }
+        sum
+    })
+}
+
 /// aioloop: `n` tasks each yield `m` times. Resolves with the sum of the
 /// indices of the tasks.
 #[wasm_bindgen(js_name = aioloopYield)]
@@ -205,6 +227,26 @@ pub fn peer_spawn_bench(n: u32) -> Promise {
     on_peer(async move {
         let handles: Vec<_> = (0..n).map(|i| peer_spawn(async move { i })).collect();
         peer_join(handles).await
+    })
+}
+
+/// Peer: `batches` batches of `per` tasks, each batch spawned with
+/// `spawn_local`, then its oneshots awaited in order.
+#[wasm_bindgen(js_name = peerSpawnBatches)]
+pub fn peer_spawn_batches(batches: u32, per: u32) -> Promise {
+    on_peer(async move {
+        let mut sum = 0.0;
+        let mut handles = Vec::with_capacity(per as usize);
+        for _ in 0..batches {
+            handles.extend((0..per).map(|i| peer_spawn(async move { i })));
+            for h in handles.drain(..) {
+                match h.await {
+                    Ok(v) => sum += f64::from(v),
+                    Err(_) => return f64::NAN,
+                }
+            }
+        }
+        sum
     })
 }
 
