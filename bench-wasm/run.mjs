@@ -4,12 +4,12 @@
 //   node --expose-gc bench-wasm/run.mjs [--smoke] [--rounds N] [--out FILE] PKG_DIR
 //
 // PKG_DIR holds the `wasm-bindgen --target nodejs` output of this crate
-// (scripts/bench-wasm.sh builds it and calls this). Each round runs every
-// (benchmark, runtime) pair once, aioloop first in even rounds and the peer
-// first in odd ones, after one untimed warm-up of each. A pair's value is the
-// median of its repetitions in that round; the table shows the median over
-// rounds, and the ratio peer / aioloop per round (median [min-max]):
-// above 1 means aioloop is faster.
+// (scripts/bench-wasm.sh builds it and calls this). After one untimed
+// warm-up of each (benchmark, runtime) pair, each round runs every benchmark
+// several times per runtime, the runtimes alternating repetition by
+// repetition. A pair's value is the median of its repetitions in that round;
+// the table shows the median over rounds, and the ratio peer / aioloop per
+// round (median [min-max]): above 1 means aioloop is faster.
 import { createRequire } from 'node:module';
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
@@ -38,7 +38,7 @@ if (!pkgDir) {
     console.error('run.mjs: give the directory of the nodejs build (scripts/bench-wasm.sh does)');
     process.exit(2);
 }
-rounds ??= smoke ? 1 : 7;
+rounds ??= smoke ? 1 : 5;
 if (!Number.isInteger(rounds) || rounds < 1) {
     console.error('run.mjs: --rounds wants a positive integer');
     process.exit(2);
@@ -50,7 +50,7 @@ const b = require(resolve(pkgDir, 'aioloop_bench_wasm.js'));
 // Sizes: full, and --smoke (proves it builds and runs; figures meaningless).
 const S = smoke
     ? { batches: 5, per: 200, flat: 2000, yieldTasks: 20, yields: 50, timers: 500, spread: 2, reps: 1 }
-    : { batches: 200, per: 1000, flat: 100000, yieldTasks: 200, yields: 1000, timers: 20000, spread: 4, reps: 5 };
+    : { batches: 200, per: 1000, flat: 100000, yieldTasks: 200, yields: 1000, timers: 20000, spread: 4, reps: 7 };
 
 const sumTo = (n) => (n * (n - 1)) / 2;
 /** Plain JS, no wasm: n Promises each resolved by its own setTimeout (a
@@ -104,22 +104,22 @@ async function once(bench, who) {
     return (ms * 1e6) / bench.ops; // ns per op
 }
 
-async function measure(bench, who) {
-    const xs = [];
-    for (let i = 0; i < S.reps; i++) xs.push(await once(bench, who));
-    return median(xs);
-}
-
-const results = Object.fromEntries(benches.map((x) => [x.name, { aioloop: [], peer: [], js: [] }]));
 for (const bench of benches) {
     await once(bench, 'aioloop');
     await once(bench, 'peer');
 }
+// Fine interleaving: within a round, the repetitions of the two runtimes
+// alternate (a p p a a p ...), so a change in the machine's load hits both.
+const results = Object.fromEntries(benches.map((x) => [x.name, { aioloop: [], peer: [], js: [] }]));
 for (let r = 0; r < rounds; r++) {
-    const order = r % 2 === 0 ? ['aioloop', 'peer'] : ['peer', 'aioloop'];
     for (const bench of benches) {
-        for (const who of order) results[bench.name][who].push(await measure(bench, who));
-        if (bench.js) results[bench.name].js.push(await measure(bench, 'js'));
+        const xs = { aioloop: [], peer: [], js: [] };
+        for (let i = 0; i < S.reps; i++) {
+            const order = (r + i) % 2 === 0 ? ['aioloop', 'peer'] : ['peer', 'aioloop'];
+            for (const who of order) xs[who].push(await once(bench, who));
+            if (bench.js) xs.js.push(await once(bench, 'js'));
+        }
+        for (const who of ['aioloop', 'peer', 'js']) if (xs[who].length) results[bench.name][who].push(median(xs[who]));
     }
     const line = benches
         .map((x) => {
@@ -163,7 +163,7 @@ const lockVersion = (name) => {
     }
 };
 const stats = b.aioloopStats();
-const cmd = `./scripts/bench-wasm.sh${smoke ? ' --smoke' : ''}${rounds !== (smoke ? 1 : 7) ? ` --rounds ${rounds}` : ''}`;
+const cmd = `./scripts/bench-wasm.sh${smoke ? ' --smoke' : ''}${rounds !== (smoke ? 1 : 5) ? ` --rounds ${rounds}` : ''}`;
 const md = `# aioloop (wasm backend) vs wasm-bindgen-futures, in Node
 
 - Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC
@@ -171,7 +171,7 @@ const md = `# aioloop (wasm backend) vs wasm-bindgen-futures, in Node
 - Host: Node ${process.version} (V8 ${process.versions.v8})${smoke ? ' — **smoke sizes: the figures mean nothing**' : ''}
 - Versions: aioloop ${sh('git rev-parse --short HEAD')}; wasm-bindgen ${lockVersion('wasm-bindgen')}, wasm-bindgen-futures ${lockVersion('wasm-bindgen-futures')}, js-sys ${lockVersion('js-sys')}; release build, LTO
 - Command: \`${cmd}\`
-- Method: ${rounds} round(s) in one Node process (\`--expose-gc\`, a GC before each repetition), one untimed warm-up of each pair first; each round runs every benchmark on both runtimes back to back, aioloop first in even rounds, the peer first in odd ones; a pair's value in a round is the median of ${S.reps} repetition(s). Both start the same way: JS awaits one Promise settled by a main task that spawns and joins the others, and each result is checked against a checksum.
+- Method: ${rounds} round(s) in one Node process (\`--expose-gc\`, a GC before each repetition), one untimed warm-up of each pair first; in each round, every benchmark runs ${S.reps} repetition(s) per runtime, the two runtimes alternating repetition by repetition (aioloop first, then the peer first, and so on), so that load from elsewhere on the machine hits both; a pair's value in a round is the median of its repetitions. Both start the same way: JS awaits one Promise settled by a main task that spawns and joins the others, and each result is checked against a checksum.
 
 Ratios are peer / aioloop per round, median [min–max]: **above 1 means aioloop is faster**. The goal (issue 6) is at least ${GOAL} on spawn and timers.
 

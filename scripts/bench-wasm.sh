@@ -2,7 +2,7 @@
 # The wasm benchmark in Node: aioloop's wasm backend against
 # wasm-bindgen-futures' spawn_local (bench-wasm/).
 #
-#   ./scripts/bench-wasm.sh              full sizes, 7 rounds -> bench/results/wasm.md
+#   ./scripts/bench-wasm.sh              full sizes, 5 rounds -> bench/results/wasm.md
 #   ./scripts/bench-wasm.sh --smoke      tiny sizes, 1 round  -> target/bench-wasm/wasm-smoke.md
 #   ./scripts/bench-wasm.sh --rounds N   another number of rounds
 #
