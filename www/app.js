@@ -16,6 +16,8 @@ const PANELS = [
 const BURST = 20000;
 
 const $ = (sel, root = document) => root.querySelector(sel);
+/** Frames the page painted (requestAnimationFrame callbacks). */
+let frames = 0;
 let aio = null;
 const panels = [];
 
@@ -55,11 +57,12 @@ function setStatus(text, bad = false) {
 
 // ---------------------------------------------------------------- panels
 
-/** A little CPU work for a callback (about a microsecond or two). */
+/** A little CPU work for a callback (about a microsecond): a 20k burst
+ * takes well over the 5 ms tick budget even on a fast machine. */
 let sink = 0;
 function work() {
     let x = 0;
-    for (let i = 0; i < 400; i++) x += Math.sqrt(i);
+    for (let i = 0; i < 1000; i++) x += Math.sqrt(i);
     sink += x;
 }
 
@@ -71,6 +74,7 @@ class Panel {
         this.ticks = 0;
         this.steps = 0;
         this.generation = 0;
+        this.lastBurst = null;
         const el = $('#panel-template').content.firstElementChild.cloneNode(true);
         el.dataset.panel = String(this.id);
         $('.title', el).textContent = this.title;
@@ -152,9 +156,18 @@ class Panel {
     }
 
     /** Queues n callbacks at once: the loop runs them in budgeted ticks,
-     * yielding to the page between slices ("ticks that hit the budget"). */
+     * yielding to the page between slices ("ticks that hit the budget").
+     * The last one records how long the burst took and how many frames the
+     * page painted meanwhile. */
     burst(n) {
-        for (let i = 0; i < n; i++) this.lp.callSoon(work);
+        const lp = this.lp;
+        const t0 = performance.now();
+        const f0 = frames;
+        for (let i = 0; i < n - 1; i++) lp.callSoon(work);
+        lp.callSoon(() => {
+            work();
+            this.lastBurst = { n, ms: performance.now() - t0, frames: frames - f0 };
+        });
     }
 
     act(what) {
@@ -222,6 +235,8 @@ class Panel {
         fig('turns', String(s.turns));
         fig('pendingTasks', String(s.pendingTasks));
         fig('own', `${this.ticks} / ${this.steps}`);
+        const b = this.lastBurst;
+        fig('lastBurst', b ? `${b.n} in ${b.ms.toFixed(0)} ms, ${b.frames} frames` : '–');
     }
 }
 
@@ -261,7 +276,6 @@ function outsideContext() {
 
 // ---------------------------------------------------------------- start
 
-let frames = 0;
 function frame() {
     frames++;
     requestAnimationFrame(frame);
