@@ -114,6 +114,7 @@ class Panel {
         this.lp = lp;
         this.ticks = 0;
         this.steps = 0;
+        this.lastBurst = null;
         lp.setExceptionHandler((ctx) => {
             // What a callback or task threw: ctx.error is the loop's
             // PanickedError (name/kind), ctx.thrown the JS value itself.
@@ -166,7 +167,7 @@ class Panel {
         for (let i = 0; i < n - 1; i++) lp.callSoon(work);
         lp.callSoon(() => {
             work();
-            this.lastBurst = { n, ms: performance.now() - t0, frames: frames - f0 };
+            if (this.lp === lp) this.lastBurst = { n, ms: performance.now() - t0, frames: frames - f0 };
         });
     }
 
@@ -236,7 +237,7 @@ class Panel {
         fig('pendingTasks', String(s.pendingTasks));
         fig('own', `${this.ticks} / ${this.steps}`);
         const b = this.lastBurst;
-        fig('lastBurst', b ? `${b.n} in ${b.ms.toFixed(0)} ms, ${b.frames} frames` : '–');
+        fig('lastBurst', b ? `${b.n} · ${b.ms.toFixed(0)} ms · ${b.frames} frames` : '–');
     }
 }
 
@@ -260,6 +261,7 @@ function swapPolicy() {
     for (const p of panels) p.begin();
     $('#policy-kind').textContent = policyKind();
     for (const p of panels) p.render();
+    setStatus(`policy swapped to ${policyKind()}`);
 }
 
 /** asyncio's rule: outside any context the hostContext policy has no loop

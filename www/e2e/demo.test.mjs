@@ -144,7 +144,7 @@ async function run(page, url) {
     await click(page, 2, 'burst');
     await until('panel 2 budget yields to grow after a burst', async () => (await num(page, 2, 'budgetYields')) > yields0);
     const burst = await until('panel 2 to report its burst', async () =>
-        (await fig(page, 2, 'lastBurst')).match(/^20000 in (\d+) ms, (\d+) frames$/));
+        (await fig(page, 2, 'lastBurst')).match(/^20000 · (\d+) ms · (\d+) frames$/));
     const [burstMs, burstFrames] = [Number(burst[1]), Number(burst[2])];
     assert.ok(burstFrames >= Math.floor(burstMs / 100),
         `the page painted ${burstFrames} frames during a ${burstMs} ms burst: want at least one per 100 ms`);
