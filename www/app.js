@@ -141,10 +141,12 @@ class Panel {
                 work();
             }
         });
-        this.task.then(null, (e) => {
-            // A closed loop ends its tasks with ClosedError: expected here.
-            if (e?.kind !== 'Closed' && e?.kind !== 'Cancelled') showError(`panel ${this.id} task`, e);
-        });
+        // A closed loop ends its tasks with ClosedError: expected here;
+        // anything else is shown.
+        const unexpected = (what) => (e) => {
+            if (e?.kind !== 'Closed' && e?.kind !== 'Cancelled') showError(`panel ${this.id} ${what}`, e);
+        };
+        this.task.then(null, unexpected('task'));
         if (this.autoBurst > 0) {
             lp.createTask(async () => {
                 for (;;) {
@@ -152,7 +154,7 @@ class Panel {
                     if (this.generation !== gen) return;
                     this.burst(5000);
                 }
-            }).then(null, () => {});
+            }).then(null, unexpected('burst task'));
         }
     }
 
