@@ -41,6 +41,13 @@ function thrownBy(f) {
 }
 const describe = (e) => (e ? `${e.name} (kind ${e.kind}): ${e.message}` : 'nothing thrown');
 const realSleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Waits until cond() holds (checked every millisecond), at most `ms`:
+ * no check depends on how fast this machine is. */
+async function waitFor(cond, ms = 5000) {
+    const t0 = performance.now();
+    while (!cond() && performance.now() - t0 < ms) await realSleep(1);
+    return cond();
+}
 function figures(lp) {
     const st = lp.stats();
     const s = st.toJSON();
@@ -97,7 +104,7 @@ const results = await Promise.all(tasks);
 for (const r of results) {
     check(r.mine && r.slept === 5, `task of context ${r.id}: getRunningLoop() was its loop, slept 5 times`);
 }
-await realSleep(25);
+await waitFor(() => order.filter((x) => x.startsWith('101')).length >= 4);
 const wantA = ['101:soon', '101:later5', '101:later10', '101:later15'];
 check(JSON.stringify(order.filter((x) => x.startsWith('101'))) === JSON.stringify(wantA),
     `loop 101 ran callSoon then timers in deadline order: ${order.filter((x) => x.startsWith('101')).join(' ')}`);
@@ -123,7 +130,7 @@ let after = false;
 lpB.callSoon(() => {
     after = true;
 });
-await realSleep(5);
+await waitFor(() => after && handled.some((x) => x.loop === 202));
 const h = handled.find((x) => x.loop === 202);
 check(h?.error?.name === 'PanickedError' && h?.thrown instanceof TypeError,
     `the exception handler got ${h?.error?.name} (kind ${h?.error?.kind}) with the thrown ${h?.thrown?.name}`);
@@ -137,7 +144,7 @@ lpB.callLater(2, () => {
 await realSleep(30);
 check(lpB.isStopped() && !fired, 'a stopped loop fires no timer (30 ms later)');
 lpB.start();
-await realSleep(10);
+await waitFor(() => fired);
 check(fired, 'start() resumes it: the timer fired');
 
 const pending = lpB.createTask(() => lpB.sleep(60000));
