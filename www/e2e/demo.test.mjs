@@ -146,8 +146,10 @@ async function run(page, url) {
     const burst = await until('panel 2 to report its burst', async () =>
         (await fig(page, 2, 'lastBurst')).match(/^20000 · (\d+) ms · (\d+) frames$/));
     const [burstMs, burstFrames] = [Number(burst[1]), Number(burst[2])];
-    assert.ok(burstFrames >= Math.floor(burstMs / 100),
-        `the page painted ${burstFrames} frames during a ${burstMs} ms burst: want at least one per 100 ms`);
+    // At least one frame per 200 ms of burst (60 are due per second; a
+    // loaded CI machine paints fewer, a loop that never yields paints none).
+    assert.ok(burstFrames >= Math.floor(burstMs / 200),
+        `the page painted ${burstFrames} frames during a ${burstMs} ms burst: want at least one per 200 ms`);
     ok(`a 20k-callback burst hits the budget (budget yields ${yields0} -> ${await num(page, 2, 'budgetYields')}); ${burstFrames} frames painted during its ${burstMs} ms`);
 
     // -- stop freezes one loop, not the others; start resumes it
