@@ -653,7 +653,16 @@ impl EventLoop {
 impl From<Error> for JsValue {
     fn from(err: Error) -> JsValue {
         let kind = format!("{:?}", err.kind());
-        let e = js_sys::Error::new(err.message());
+        // The messages name the Rust calls; say what to call from JS too.
+        let hint = match err.kind() {
+            ErrorKind::NoCurrentLoop => {
+                " (from JS: make one with newEventLoop() and setEventLoop(lp), or use withContext(id, fn) under a context-keyed policy)"
+            }
+            ErrorKind::NoContext => " (from JS: run the code inside withContext(id, fn))",
+            ErrorKind::NoRunningLoop => " (from JS: call it from a callback or task of a loop)",
+            _ => "",
+        };
+        let e = js_sys::Error::new(&format!("{}{hint}", err.message()));
         e.set_name(&format!("{kind}Error"));
         let _ = js_sys::Reflect::set(&e, &JsValue::from_str("kind"), &JsValue::from_str(&kind));
         e.into()
