@@ -299,7 +299,8 @@ macro_rules! thread_policy {
 
 thread_policy! {
     /// The default policy: one current loop per thread, loops on the
-    /// platform's default backend (the selector on Unix).
+    /// platform's default backend ([`Backend::Auto`]: io_uring on Linux when the
+    /// kernel allows it, else the selector).
     ///
     /// As in Python 3.14, [`get_event_loop`](EventLoopPolicy::get_event_loop)
     /// never creates a loop: it errors until one is set.

@@ -162,6 +162,22 @@ impl Driver {
         self.uring()?.submit_recv(fd, token, buf)
     }
 
+    pub(crate) fn submit_recv_msg(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+    ) -> io::Result<usize> {
+        self.uring()?.submit_recv_msg(fd, token, buf)
+    }
+
+    pub(crate) fn take_from(
+        &mut self,
+        op: usize,
+    ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+        self.uring().ok()?.take_from(op)
+    }
+
     pub(crate) fn submit_send(
         &mut self,
         fd: RawFd,

@@ -253,6 +253,15 @@ impl Driver {
     pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
         None
     }
+    pub(crate) fn submit_recv_msg(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn take_from(
+        &mut self,
+        _: usize,
+    ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+        None
+    }
     pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
         false
     }

@@ -79,6 +79,10 @@ struct Flow {
     shut: bool,
 }
 
+/// The largest UDP payload (65535 − 8 − 20): a datagram receive asks for
+/// this much, so nothing is cut short before the caller's own buffer does.
+const DATAGRAM_MAX: usize = 65_507;
+
 /// How much a receive asks for at most / at least.
 const RECV_MAX: usize = 64 * 1024;
 const RECV_MIN: usize = 16 * 1024;
@@ -379,6 +383,61 @@ impl Registration {
                 }
             }
         }
+    }
+
+    /// A non-blocking datagram receive: one whole datagram copied into
+    /// `buf` (the rest of a longer one is dropped, as `recv_from` does) and
+    /// its sender, or `WouldBlock`. A readiness backend runs `direct` (the
+    /// syscall); a completion backend keeps one `RECVMSG` in flight into a
+    /// buffer it owns.
+    pub(crate) fn recv_from_with(
+        &self,
+        buf: &mut [u8],
+        direct: impl FnOnce(&mut [u8]) -> io::Result<(usize, std::net::SocketAddr)>,
+    ) -> io::Result<(usize, std::net::SocketAddr)> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct(buf);
+        }
+        let mut sources = inner.sources.borrow_mut();
+        let Some(s) = sources.entries.get_mut(self.key) else {
+            return Err(io::Error::other(Error::closed()));
+        };
+        let fd = s.fd;
+        let token = self.key | SOURCE_TOKEN;
+        let flow = s.flow.get_or_insert_with(Box::default);
+        let mut driver = inner.driver.borrow_mut();
+        let mut got = None;
+        if let Some(op) = flow.read_op {
+            match driver.take_from(op) {
+                None => return Err(io::ErrorKind::WouldBlock.into()),
+                Some((res, data, from)) => {
+                    flow.read_op = None;
+                    got = Some((res, data, from));
+                }
+            }
+        }
+        // Keep one receive in flight (read ahead), so the next datagram
+        // comes with an event.
+        let b = driver.buffer(DATAGRAM_MAX);
+        flow.read_op = Some(driver.submit_recv_msg(fd, token, b)?);
+        let Some((res, data, from)) = got else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let out = if res < 0 {
+            Err(io::Error::from_raw_os_error(-res))
+        } else {
+            let n = buf.len().min(data.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            match from {
+                Some(from) => Ok((n, from)),
+                None => Err(io::Error::other(
+                    "a datagram arrived from an address that is not an IP address",
+                )),
+            }
+        };
+        driver.recycle(data);
+        out
     }
 
     /// Collects a finished send of `flow`, recording its error.

@@ -47,6 +47,7 @@ const REQUIRED: &[(u8, &str)] = &[
     (opcode::AsyncCancel::CODE, "the ASYNC_CANCEL opcode"),
     (opcode::Recv::CODE, "the RECV opcode"),
     (opcode::Send::CODE, "the SEND opcode"),
+    (opcode::RecvMsg::CODE, "the RECVMSG opcode"),
 ];
 
 pub(crate) enum ProbeError {
@@ -152,6 +153,16 @@ struct Transfer {
     own_fd: Option<OwnedFd>,
     /// The completion, once it arrived: bytes, or a negative errno.
     result: Option<i32>,
+    /// A `RECVMSG` (datagrams): the header, its one iovec and the sender's
+    /// address, boxed so the pointers between them stay valid.
+    msg: Option<Box<MsgParts>>,
+}
+
+/// What a `RECVMSG` points the kernel to (besides the data buffer).
+struct MsgParts {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
 }
 
 /// A raw fd watched for `add_reader` / `add_writer`.
@@ -428,6 +439,44 @@ impl Driver {
         self.start_transfer(fd, token, false, buf, false)
     }
 
+    /// Starts a `RECVMSG` of one datagram into `buf` (up to its capacity),
+    /// keeping the sender's address; collect it with [`take_from`](Driver::take_from).
+    pub(crate) fn submit_recv_msg(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+    ) -> io::Result<usize> {
+        if self.closed {
+            return Err(closed());
+        }
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        let parts: MsgParts = unsafe { std::mem::zeroed() };
+        let key = self.ops.insert(Op {
+            kind: OpKind::Transfer(Transfer {
+                token,
+                fd,
+                send: false,
+                buf,
+                done: 0,
+                then: Vec::new(),
+                shut_after: false,
+                detached: false,
+                own_fd: None,
+                result: None,
+                msg: Some(Box::new(parts)),
+            }),
+            cancelled: false,
+        });
+        if let Err(e) = self.push_transfer(key) {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+            return Err(e);
+        }
+        Ok(key)
+    }
+
     /// Starts a `SEND` of all of `buf` (continued after short sends),
     /// then shuts the write side down if `shut_after`; the completion is
     /// reported as a writable event with `token`.
@@ -464,6 +513,7 @@ impl Driver {
                 detached: false,
                 own_fd: None,
                 result: None,
+                msg: None,
             }),
             cancelled: false,
         });
@@ -480,7 +530,15 @@ impl Driver {
         let OpKind::Transfer(t) = &mut self.ops[key].kind else {
             unreachable!("a transfer key")
         };
-        let entry = if t.send {
+        let entry = if let Some(m) = t.msg.as_deref_mut() {
+            m.iov.iov_base = t.buf.as_mut_ptr().cast();
+            m.iov.iov_len = t.buf.capacity();
+            m.hdr.msg_name = std::ptr::addr_of_mut!(m.addr).cast();
+            m.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.hdr.msg_iov = std::ptr::addr_of_mut!(m.iov);
+            m.hdr.msg_iovlen = 1;
+            opcode::RecvMsg::new(types::Fd(t.fd), std::ptr::addr_of_mut!(m.hdr)).build()
+        } else if t.send {
             let rest = &t.buf[t.done..];
             opcode::Send::new(types::Fd(t.fd), rest.as_ptr(), clamp_len(rest.len()))
                 .flags(libc::MSG_NOSIGNAL)
@@ -490,7 +548,8 @@ impl Driver {
             opcode::Recv::new(types::Fd(t.fd), t.buf.as_mut_ptr(), clamp_len(cap)).build()
         }
         .user_data(key as u64);
-        // SAFETY: the buffer's heap memory belongs to the entry `key` of
+        // SAFETY: the buffer's heap memory (and a RECVMSG's boxed header,
+        // iovec and address) belongs to the entry `key` of
         // `ops`, which is neither freed nor resized until this submission's
         // completion is reaped: `take` only hands out completed transfers,
         // `cancel_transfer` and `close` keep the entry until the target's
@@ -569,6 +628,31 @@ impl Driver {
         }
         match self.ops.remove(key).kind {
             OpKind::Transfer(t) => Some((t.result.unwrap_or(-libc::EIO), t.buf)),
+            _ => None,
+        }
+    }
+
+    /// Like [`take`](Driver::take) for a `RECVMSG`, with the sender's
+    /// address (when the kernel reported an IP address).
+    pub(crate) fn take_from(
+        &mut self,
+        key: usize,
+    ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+        match self.ops.get(key) {
+            Some(Op {
+                kind: OpKind::Transfer(t),
+                cancelled: false,
+            }) if t.result.is_some() => {}
+            _ => return None,
+        }
+        match self.ops.remove(key).kind {
+            OpKind::Transfer(t) => {
+                let from = t
+                    .msg
+                    .as_deref()
+                    .and_then(|m| sockaddr(&m.addr, m.hdr.msg_namelen));
+                Some((t.result.unwrap_or(-libc::EIO), t.buf, from))
+            }
             _ => None,
         }
     }
@@ -816,6 +900,40 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The IP address the kernel wrote into `addr` (`len` bytes of it).
+fn sockaddr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let len = len as usize;
+    match i32::from(addr.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for one.
+            let a = unsafe { &*std::ptr::from_ref(addr).cast::<libc::sockaddr_in>() };
+            Some(
+                SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                )
+                .into(),
+            )
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let a = unsafe { &*std::ptr::from_ref(addr).cast::<libc::sockaddr_in6>() };
+            Some(
+                SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )
+                .into(),
+            )
+        }
+        _ => None,
     }
 }
 
