@@ -197,6 +197,12 @@ impl Driver {
             .is_ok_and(|d| d.extend_send(op, more, shut_after))
     }
 
+    pub(crate) fn quiet_source(&mut self, fd: RawFd) {
+        if let Ok(d) = self.uring() {
+            d.quiet_source(fd);
+        }
+    }
+
     pub(crate) fn release(&mut self, op: usize) {
         if let Ok(d) = self.uring() {
             d.release(op);

@@ -265,6 +265,7 @@ impl Driver {
     pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
         false
     }
+    pub(crate) fn quiet_source(&mut self, _: i32) {}
     pub(crate) fn release(&mut self, _: usize) {}
     pub(crate) fn cancel_transfer(&mut self, _: usize) {}
 }

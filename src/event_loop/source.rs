@@ -334,7 +334,7 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = s.flow.get_or_insert_with(Box::default);
+        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
         loop {
             if flow.pos < flow.stash.len() {
@@ -440,6 +440,19 @@ impl Registration {
         out
     }
 
+    /// The stream's transfer state, made on first use; from then on its
+    /// transfers' completions are its events, so the backend drops the
+    /// readiness poll that would only double them.
+    fn stream_flow<'a>(
+        s: &'a mut SourceState,
+        driver: &mut crate::backend::Driver,
+    ) -> &'a mut Flow {
+        if s.flow.is_none() {
+            driver.quiet_source(s.fd);
+        }
+        s.flow.get_or_insert_with(Box::default)
+    }
+
     /// Collects a finished send of `flow`, recording its error.
     fn collect_send(flow: &mut Flow, driver: &mut crate::backend::Driver) {
         if let Some(op) = flow.write_op {
@@ -472,7 +485,7 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = s.flow.get_or_insert_with(Box::default);
+        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
         Registration::collect_send(flow, &mut driver);
         if let Some(errno) = flow.write_err {
@@ -544,7 +557,7 @@ impl Registration {
         {
             let mut sources = inner.sources.borrow_mut();
             if let Some(s) = sources.entries.get_mut(self.key) {
-                let flow = s.flow.get_or_insert_with(Box::default);
+                let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
                 let mut driver = inner.driver.borrow_mut();
                 Registration::collect_send(flow, &mut driver);
                 flow.shut = true;

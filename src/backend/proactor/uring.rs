@@ -34,6 +34,10 @@ use crate::backend::{Backend, Event, Interest};
 /// are ignored (the target's own completion frees its entry).
 const CANCEL: u64 = u64::MAX;
 
+/// The `sources` entry of a registered object whose poll was cancelled
+/// ([`Driver::quiet_source`]).
+const QUIET: usize = usize::MAX;
+
 /// Submission queue entries; the completion queue is four times larger.
 /// With `IORING_FEAT_NODROP` (required by the probe) an overflowing
 /// completion queue is buffered by the kernel, never dropped.
@@ -766,8 +770,22 @@ impl Driver {
         let Some(key) = self.sources.remove(&fd) else {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         };
-        self.cancel(key);
+        if key != QUIET {
+            self.cancel(key);
+        }
         self.flush()
+    }
+
+    /// The object's transfers now all complete through this driver (a
+    /// stream in completion mode): its readiness poll only doubles their
+    /// events, so it is cancelled. The registration stays.
+    pub(crate) fn quiet_source(&mut self, fd: RawFd) {
+        if let Some(key) = self.sources.get_mut(&fd) {
+            let old = std::mem::replace(key, QUIET);
+            if old != QUIET {
+                self.cancel(old);
+            }
+        }
     }
 
     /// Sends the queued submissions without waiting.
