@@ -890,7 +890,18 @@ impl Driver {
         self.sources.clear();
         let keys: Vec<usize> = self.ops.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.cancel(key);
+            let done = matches!(
+                &self.ops[key].kind,
+                OpKind::Transfer(t) if t.result.is_some()
+            );
+            if done {
+                // Completed, never collected: the kernel is done with it.
+                if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                    self.recycle(t.buf);
+                }
+            } else {
+                self.cancel(key);
+            }
         }
         // Cancels complete promptly; the deadline only guards against a
         // kernel that never answers (the entries would then leak rather
