@@ -197,6 +197,17 @@ impl Driver {
             .is_ok_and(|d| d.extend_send(op, more, shut_after))
     }
 
+    pub(crate) fn submit_accept(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.uring()?.submit_accept(fd, token)
+    }
+
+    pub(crate) fn take_accept(
+        &mut self,
+        op: usize,
+    ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
+        self.uring().ok()?.take_accept(op)
+    }
+
     pub(crate) fn quiet_source(&mut self, fd: RawFd) {
         if let Ok(d) = self.uring() {
             d.quiet_source(fd);

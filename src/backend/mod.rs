@@ -56,6 +56,17 @@
 //!         None while in flight. Each completion is also reported by `poll`
 //!         as an event with the transfer's token (readable for a receive,
 //!         writable for a send), so the usual readiness wake-ups apply.
+//!     fn submit_recv_msg(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!     fn take_from(&mut self, OpKey) -> Option<(i32, Vec<u8>, Option<SocketAddr>)>
+//!         One datagram (`RECVMSG`) and its sender.
+//!     fn submit_accept(&mut self, fd, token) -> io::Result<OpKey>
+//!     fn take_accept(&mut self, OpKey) -> Option<io::Result<(TcpStream, SocketAddr)>>
+//!         One connection (`ACCEPT`, non-blocking, close-on-exec). A
+//!         connection accepted after its listener let go is closed.
+//!     fn quiet_source(&mut self, fd)
+//!         The object's transfers all complete through the driver now (a
+//!         stream): its readiness poll, which would double their events,
+//!         is dropped; it stays registered.
 //!     fn release(&mut self, OpKey)
 //!         The owner lets go (a closed stream): a receive is cancelled, a
 //!         send finishes in the background on a duplicate of the fd.

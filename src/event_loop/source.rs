@@ -453,6 +453,45 @@ impl Registration {
         s.flow.get_or_insert_with(Box::default)
     }
 
+    /// A non-blocking TCP accept: a connection and its peer, or
+    /// `WouldBlock`. A readiness backend runs `direct` (the accept
+    /// syscall); a completion backend keeps one `ACCEPT` in flight (a
+    /// connection it accepts after the listener closed is closed).
+    pub(crate) fn accept_with(
+        &self,
+        direct: impl FnOnce() -> io::Result<(std::net::TcpStream, std::net::SocketAddr)>,
+    ) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct();
+        }
+        let mut sources = inner.sources.borrow_mut();
+        let Some(s) = sources.entries.get_mut(self.key) else {
+            return Err(io::Error::other(Error::closed()));
+        };
+        let fd = s.fd;
+        let token = self.key | SOURCE_TOKEN;
+        let flow = s.flow.get_or_insert_with(Box::default);
+        let mut driver = inner.driver.borrow_mut();
+        let got = match flow.read_op {
+            Some(op) => match driver.take_accept(op) {
+                None => return Err(io::ErrorKind::WouldBlock.into()),
+                Some(r) => {
+                    flow.read_op = None;
+                    Some(r)
+                }
+            },
+            None => None,
+        };
+        match got {
+            Some(r) => r,
+            None => {
+                flow.read_op = Some(driver.submit_accept(fd, token)?);
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        }
+    }
+
     /// Collects a finished send of `flow`, recording its error.
     fn collect_send(flow: &mut Flow, driver: &mut crate::backend::Driver) {
         if let Some(op) = flow.write_op {

@@ -52,6 +52,7 @@ const REQUIRED: &[(u8, &str)] = &[
     (opcode::Recv::CODE, "the RECV opcode"),
     (opcode::Send::CODE, "the SEND opcode"),
     (opcode::RecvMsg::CODE, "the RECVMSG opcode"),
+    (opcode::Accept::CODE, "the ACCEPT opcode"),
 ];
 
 pub(crate) enum ProbeError {
@@ -133,6 +134,13 @@ enum OpKind {
     SourcePoll { token: usize, fd: RawFd },
     /// A completion-based receive or send; see [`Transfer`].
     Transfer(Transfer),
+    /// An `ACCEPT`: the kernel writes the peer's address into `addr`. A
+    /// connection accepted after its owner let go is closed here.
+    Accept {
+        token: usize,
+        addr: Box<(libc::sockaddr_storage, libc::socklen_t)>,
+        result: Option<i32>,
+    },
 }
 
 /// A `RECV` or `SEND` whose buffer the operation owns.
@@ -394,6 +402,23 @@ impl Driver {
                 }
             }
             OpKind::Transfer(_) => self.transferred(key, res, out),
+            OpKind::Accept { token, .. } => {
+                if cancelled || self.closed {
+                    self.ops.remove(key);
+                    close_accepted(res);
+                    return;
+                }
+                if let OpKind::Accept { result, .. } = &mut self.ops[key].kind {
+                    *result = Some(res);
+                }
+                out.push(Event {
+                    token,
+                    readable: true,
+                    writable: false,
+                    read_closed: false,
+                    write_closed: false,
+                });
+            }
             OpKind::SourcePoll { token, fd } => {
                 if !more {
                     self.ops.remove(key);
@@ -661,6 +686,88 @@ impl Driver {
         }
     }
 
+    /// Starts an `ACCEPT` on listening socket `fd`; the new connection
+    /// (non-blocking, close-on-exec) is reported as a readable event with
+    /// `token`; collect it with [`take_accept`](Driver::take_accept).
+    pub(crate) fn submit_accept(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        if self.closed {
+            return Err(closed());
+        }
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let key = self.ops.insert(Op {
+            kind: OpKind::Accept {
+                token,
+                addr: Box::new((storage, len)),
+                result: None,
+            },
+            cancelled: false,
+        });
+        let OpKind::Accept { addr, .. } = &mut self.ops[key].kind else {
+            unreachable!("an accept key")
+        };
+        let (storage, len) = &mut **addr;
+        let entry = opcode::Accept::new(
+            types::Fd(fd),
+            std::ptr::from_mut(storage).cast(),
+            std::ptr::from_mut(len),
+        )
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(key as u64);
+        // SAFETY: the address buffer is boxed in the entry `key`, which is
+        // freed only after this accept's completion is reaped (a cancelled
+        // one included); the kernel holds its own reference to the
+        // listening socket.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.ops.remove(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// A completed accept: the connection and the peer's address (or the
+    /// error); `None` while in flight. Frees the entry.
+    pub(crate) fn take_accept(
+        &mut self,
+        key: usize,
+    ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
+        match self.ops.get(key) {
+            Some(Op {
+                kind: OpKind::Accept {
+                    result: Some(_), ..
+                },
+                cancelled: false,
+            }) => {}
+            _ => return None,
+        }
+        let OpKind::Accept { addr, result, .. } = self.ops.remove(key).kind else {
+            return None;
+        };
+        let res = result.unwrap_or(-libc::EIO);
+        if res < 0 {
+            return Some(Err(io::Error::from_raw_os_error(-res)));
+        }
+        // SAFETY: a successful ACCEPT returns a new descriptor that only
+        // this operation owns.
+        let stream = std::net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(res) });
+        Some(match sockaddr(&addr.0, addr.1) {
+            Some(peer) => Ok((stream, peer)),
+            None => stream.peer_addr().map(|peer| (stream, peer)),
+        })
+    }
+
+    /// Frees a completed operation nobody will collect (closing an
+    /// accepted connection, recycling a buffer).
+    fn free_completed(&mut self, key: usize) {
+        match self.ops.remove(key).kind {
+            OpKind::Transfer(t) => self.recycle(t.buf),
+            OpKind::Accept { result, .. } => close_accepted(result.unwrap_or(-1)),
+            _ => {}
+        }
+    }
+
     /// Queues `more` after the bytes of send `key` (and the shutdown, if
     /// asked), as long as that send has not completed; `false` if it has
     /// (collect it with `take` and start another).
@@ -685,6 +792,18 @@ impl Driver {
     /// bytes are out (as a closed socket's kernel buffer would), without
     /// the shutdown. A completed transfer is simply freed.
     pub(crate) fn release(&mut self, key: usize) {
+        if let Some(Op {
+            kind: OpKind::Accept { result, .. },
+            ..
+        }) = self.ops.get(key)
+        {
+            if result.is_some() {
+                self.free_completed(key);
+            } else {
+                self.cancel(key);
+            }
+            return;
+        }
         let Some(Op {
             kind: OpKind::Transfer(t),
             ..
@@ -892,13 +1011,17 @@ impl Driver {
         for key in keys {
             let done = matches!(
                 &self.ops[key].kind,
-                OpKind::Transfer(t) if t.result.is_some()
+                OpKind::Transfer(Transfer {
+                    result: Some(_),
+                    ..
+                }) | OpKind::Accept {
+                    result: Some(_),
+                    ..
+                }
             );
             if done {
                 // Completed, never collected: the kernel is done with it.
-                if let OpKind::Transfer(t) = self.ops.remove(key).kind {
-                    self.recycle(t.buf);
-                }
+                self.free_completed(key);
             } else {
                 self.cancel(key);
             }
@@ -963,6 +1086,16 @@ fn sockaddr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<std::
             )
         }
         _ => None,
+    }
+}
+
+/// Closes the connection a late `ACCEPT` returned (`res` is its fd when
+/// not negative).
+fn close_accepted(res: i32) {
+    if res >= 0 {
+        // SAFETY: the descriptor came from a successful ACCEPT whose owner
+        // let go: nothing else holds it.
+        drop(unsafe { OwnedFd::from_raw_fd(res) });
     }
 }
 
