@@ -87,11 +87,13 @@ step test cargo test --workspace --all-targets
 # The run above uses Backend::Auto (io_uring on Linux when the kernel allows
 # it). Each forced run prints the backend it used (tests/backend.rs).
 if [ "$(uname -s)" = Linux ]; then
+    cargo test -q --test backend prints_the_backend_of_this_run -- --nocapture 2>/dev/null |
+        grep 'aioloop backend of this run' | sed 's/^/[test] /'
     for backend in selector proactor; do
         step "test-$backend" env AIOLOOP_BACKEND=$backend \
             cargo test --workspace --all-targets
         AIOLOOP_BACKEND=$backend cargo test -q --test backend prints_the_backend_of_this_run \
-            -- --nocapture 2>/dev/null | grep 'aioloop backend of this run'
+            -- --nocapture 2>/dev/null | grep 'aioloop backend of this run' | sed "s/^/[test-$backend] /"
     done
 fi
 # --- end io_uring ------------------------------------------------------------

@@ -299,8 +299,9 @@ macro_rules! thread_policy {
 
 thread_policy! {
     /// The default policy: one current loop per thread, loops on the
-    /// platform's default backend (the selector on Unix, the host-driven
-    /// wasm backend on wasm32).
+    /// platform's default backend ([`Backend::Auto`]: io_uring on Linux when the
+    /// kernel allows it, else the selector; the host-driven wasm backend on
+    /// wasm32).
     ///
     /// As in Python 3.14, [`get_event_loop`](EventLoopPolicy::get_event_loop)
     /// never creates a loop: it errors until one is set.

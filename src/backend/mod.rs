@@ -37,6 +37,43 @@
 //!         all their completions before returning, so no buffer is freed
 //!         and no file kept open under the kernel. Later registrations fail.
 //!
+//!     Completion-based transfers (a proactor; `completions()` is false on a
+//!     readiness backend, and the loop then never calls the others):
+//!     fn completions(&self) -> bool
+//!     fn buffer(&mut self, cap) -> Vec<u8>        a pooled, empty buffer
+//!     fn recycle(&mut self, Vec<u8>)              gives one back
+//!     fn submit_recv(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!         Receives up to the buffer's capacity into it. The buffer now
+//!         belongs to the operation.
+//!     fn submit_send(&mut self, fd, token, Vec<u8>, shut_after) -> io::Result<OpKey>
+//!         Sends all of the buffer (the driver continues short sends), then
+//!         shuts the write side down if asked.
+//!     fn extend_send(&mut self, OpKey, &[u8], shut_after) -> bool
+//!         Queues more bytes behind a send still in flight (false once it
+//!         completed: take it and submit another). Keeps the byte order.
+//!     fn take(&mut self, OpKey) -> Option<(i32, Vec<u8>)>
+//!         A completed transfer's result (bytes, or -errno) and its buffer;
+//!         None while in flight. Each completion is also reported by `poll`
+//!         as an event with the transfer's token (readable for a receive,
+//!         writable for a send), so the usual readiness wake-ups apply.
+//!     fn submit_recv_msg(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!     fn take_from(&mut self, OpKey) -> Option<(i32, Vec<u8>, Option<SocketAddr>)>
+//!         One datagram (`RECVMSG`) and its sender.
+//!     fn submit_accept(&mut self, fd, token) -> io::Result<OpKey>
+//!     fn take_accept(&mut self, OpKey) -> Option<io::Result<(TcpStream, SocketAddr)>>
+//!         One connection (`ACCEPT`, non-blocking, close-on-exec). A
+//!         connection accepted after its listener let go is closed.
+//!     fn quiet_source(&mut self, fd)
+//!         The object's transfers all complete through the driver now (a
+//!         stream): its readiness poll, which would double their events,
+//!         is dropped; it stays registered.
+//!     fn release(&mut self, OpKey)
+//!         The owner lets go (a closed stream): a receive is cancelled, a
+//!         send finishes in the background on a duplicate of the fd.
+//!     fn cancel_transfer(&mut self, OpKey)
+//!         Cancels either kind (abort). A cancelled operation keeps its
+//!         buffer until its own completion is reaped.
+//!
 //! mod net                             the socket types I/O objects wrap
 //!     TcpListener, TcpStream, UdpSocket (+ UnixListener, UnixStream,
 //!     UnixDatagram on Unix): non-blocking; an operation that would block
@@ -72,7 +109,17 @@
 //! owned by the operation (or the runtime) until the completion is reaped**,
 //! never borrowed from a future that could be dropped first. Cancelling such an
 //! operation means submitting a cancel and keeping the buffer alive until the
-//! cancel's completion arrives.
+//! target's completion arrives.
+//!
+//! In this crate: the driver's operation table owns every buffer in flight
+//! (the `Vec<u8>` handed to `submit_*`); the loop's streams and transports
+//! hold only operation keys. A dropped read future leaves its receive with
+//! the stream (the next read gets the bytes, nothing is lost); a dropped
+//! stream releases it (cancelled, freed on completion); a closing loop
+//! cancels and reaps everything before `close()` returns. Any fd in an
+//! operation outlives it: the kernel holds a file reference from submission
+//! on, and a send left to finish after its stream closed runs on the
+//! operation's own duplicate of the fd.
 //!
 //! ## wasm32: the host waits, not the loop
 //!

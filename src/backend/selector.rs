@@ -279,9 +279,28 @@ impl Driver {
     pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
         None
     }
+    pub(crate) fn submit_recv_msg(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn take_from(
+        &mut self,
+        _: usize,
+    ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+        None
+    }
     pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
         false
     }
+    pub(crate) fn submit_accept(&mut self, _: i32, _: usize) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn take_accept(
+        &mut self,
+        _: usize,
+    ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
+        None
+    }
+    pub(crate) fn quiet_source(&mut self, _: i32) {}
     pub(crate) fn release(&mut self, _: usize) {}
     pub(crate) fn cancel_transfer(&mut self, _: usize) {}
 }

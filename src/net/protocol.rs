@@ -1832,7 +1832,12 @@ impl Dgram {
                 return;
             }
             let mut buf = take_buf();
-            let res = self.io.borrow().recv_from(&mut buf);
+            // A completion backend hands out the datagram its RECVMSG
+            // brought into a buffer it owns.
+            let res = match self.reg.borrow().as_ref() {
+                Some(reg) => reg.recv_from_with(&mut buf, |b| self.io.borrow().recv_from(b)),
+                None => return,
+            };
             match res {
                 Ok((n, from)) => {
                     let r = self.slot.call(|p| p.datagram_received(&buf[..n], from));
