@@ -94,6 +94,8 @@ pub use policy::{
     set_event_loop_policy, ContextPolicy, DefaultEventLoopPolicy, EventLoopPolicy,
     SelectorEventLoopPolicy,
 };
+#[cfg(windows)]
+pub use policy::{WindowsProactorEventLoopPolicy, WindowsSelectorEventLoopPolicy};
 pub use runner::{run, Runner};
 pub use task::Task;
 pub use time::{sleep, timeout, wait_for, yield_now, Sleep, Timeout, YieldNow};

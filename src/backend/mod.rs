@@ -68,9 +68,16 @@ use std::sync::OnceLock;
 use crate::{Error, ErrorKind};
 
 cfg_if::cfg_if! {
-    if #[cfg(any(unix, windows))] {
+    if #[cfg(unix)] {
         pub(crate) mod selector;
         pub(crate) use selector as sys;
+    } else if #[cfg(windows)] {
+        // Windows: the selector or the IOCP proactor, per loop.
+        pub(crate) mod selector;
+        #[allow(unsafe_code)]
+        pub(crate) mod iocp;
+        pub(crate) mod windows;
+        pub(crate) use windows as sys;
     } else {
         compile_error!("aioloop supports Unix and Windows for now; the wasm32 backend is on its way");
     }
@@ -85,8 +92,9 @@ pub(crate) mod signal;
 
 /// Which backend a loop waits in.
 ///
-/// `Auto` picks the platform's default; the `AIOLOOP_BACKEND` environment
-/// variable (`selector`, `auto`), read once per process, overrides it so a
+/// `Auto` picks the platform's default (the selector on Unix, the proactor
+/// on Windows); the `AIOLOOP_BACKEND` environment variable (`selector`,
+/// `proactor` on Windows, `auto`), read once per process, overrides it so a
 /// whole test suite can be forced onto one backend.
 ///
 /// Pass it to [`LoopBuilder::backend`](crate::LoopBuilder::backend);
@@ -105,11 +113,17 @@ pub(crate) mod signal;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The platform's default (the selector on Unix).
+    /// The platform's default: the selector on Unix, the proactor on
+    /// Windows.
     #[default]
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
     Selector,
+    /// Completion-based: an I/O completion port (IOCP) on Windows, where it
+    /// is the default (as asyncio's `ProactorEventLoop` since Python 3.8).
+    /// Elsewhere a loop asked for it fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    Proactor,
 }
 
 impl fmt::Display for Backend {
@@ -117,6 +131,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Auto => "auto",
             Backend::Selector => "selector",
+            Backend::Proactor => "proactor",
         })
     }
 }
@@ -136,17 +151,34 @@ impl Backend {
                 CHOICE
                     .get_or_init(|| match std::env::var(BACKEND_ENV) {
                         Ok(v) => Backend::parse(&v),
-                        Err(_) => Ok(Backend::Selector),
+                        Err(_) => Ok(Backend::platform_default()),
                     })
                     .clone()
             }
+            Backend::Proactor if cfg!(not(windows)) => Err(Error::new(
+                ErrorKind::Unsupported,
+                "Backend::Proactor: this build has no proactor backend on this platform \
+                 (IOCP is Windows-only); use Backend::Selector or Backend::Auto",
+            )),
             other => Ok(other),
+        }
+    }
+
+    /// What `Auto` means without `AIOLOOP_BACKEND`: the proactor (IOCP) on
+    /// Windows, as asyncio; the selector elsewhere.
+    fn platform_default() -> Backend {
+        if cfg!(windows) {
+            Backend::Proactor
+        } else {
+            Backend::Selector
         }
     }
 
     fn parse(value: &str) -> Result<Backend, Error> {
         match value.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" | "selector" => Ok(Backend::Selector),
+            "" | "auto" => Ok(Backend::platform_default()),
+            "selector" => Ok(Backend::Selector),
+            "proactor" if cfg!(windows) => Ok(Backend::Proactor),
             "proactor" => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
@@ -199,11 +231,19 @@ mod tests {
     #[test]
     fn env_values_parse_to_backends_or_clear_errors() {
         assert_eq!(Backend::parse("selector").unwrap(), Backend::Selector);
-        assert_eq!(Backend::parse(" Auto ").unwrap(), Backend::Selector);
-        assert_eq!(Backend::parse("").unwrap(), Backend::Selector);
-        let e = Backend::parse("proactor").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(e.message().contains("selector"));
+        assert_eq!(
+            Backend::parse(" Auto ").unwrap(),
+            Backend::platform_default()
+        );
+        assert_eq!(Backend::parse("").unwrap(), Backend::platform_default());
+        if cfg!(windows) {
+            assert_eq!(Backend::parse("proactor").unwrap(), Backend::Proactor);
+            assert_eq!(Backend::platform_default(), Backend::Proactor);
+        } else {
+            let e = Backend::parse("proactor").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+            assert!(e.message().contains("selector"));
+        }
         let e = Backend::parse("kqueue-please").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("AIOLOOP_BACKEND"));

@@ -13,7 +13,8 @@ use super::{Backend, Event};
 /// a drained socket is reported again when data arrives. mio's Windows
 /// selector (AFD polls) re-arms a socket's poll only when an operation on it
 /// returned `WouldBlock`, so there the loop must see that `WouldBlock`.
-pub(crate) const SHORT_TRANSFER_REARMS: bool = cfg!(unix);
+#[cfg(unix)]
+pub(crate) const SHORT_TRANSFER_REARMS: bool = true;
 
 /// The token `mio` reports for a notifier wake-up; never a slab key.
 const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
@@ -90,6 +91,7 @@ impl Driver {
 /// `WouldBlock` and set again by the next event.
 pub(crate) mod net {
     pub(crate) use mio::event::Source;
+    #[cfg(unix)]
     pub(crate) use mio::net::{TcpListener, TcpStream, UdpSocket};
     #[cfg(unix)]
     pub(crate) use mio::net::{UnixDatagram, UnixListener, UnixStream};
@@ -100,6 +102,7 @@ pub(crate) mod net {
     /// A non-blocking TCP listener on `addr` with a listen queue of
     /// `backlog` connections (mio's own `bind` fixes it at 128, which makes
     /// a burst of connects wait for the kernel's one-second retry).
+    #[cfg(unix)]
     pub(crate) fn bind_tcp_listener(
         addr: std::net::SocketAddr,
         backlog: i32,
