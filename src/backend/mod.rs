@@ -50,6 +50,20 @@
 //! Tokens are plain `usize` values chosen by the loop (`slab` keys); the
 //! backend hands them back untouched in [`Event`].
 //!
+//! ## Windows: two backends behind one `sys`
+//!
+//! On Windows `sys` is `windows.rs`, which forwards each call to the backend
+//! a loop was made with: `selector` (mio over AFD polls) or `iocp` (the
+//! proactor). Its `net` types start as plain sockets (bound, or about to
+//! connect) and become the backend's kind when first registered, since they
+//! are made before they meet a loop. The IOCP proactor keeps this readiness
+//! contract by owning the I/O: a read copies out of the buffer the last
+//! `WSARecv` filled (and submits the next), a write copies into an owned
+//! buffer and submits `WSASend`s up to an emulated send-buffer size, a
+//! listener keeps `AcceptEx` calls in flight, a connect is a `ConnectEx`;
+//! each completion becomes an [`Event`] of its direction. The `OVERLAPPED`
+//! plumbing (and all of the crate's `unsafe`) stays in `iocp/`.
+//!
 //! ## Buffers (for completion backends)
 //!
 //! A readiness backend (the selector) only says "you may read now", so the
@@ -60,7 +74,13 @@
 //! owned by the operation (or the runtime) until the completion is reaped**,
 //! never borrowed from a future that could be dropped first. Cancelling such an
 //! operation means submitting a cancel and keeping the buffer alive until the
-//! cancel's completion arrives.
+//! cancel's completion arrives. The IOCP backend does exactly this: an
+//! operation's `OVERLAPPED`, buffers and socket live in a reference-counted
+//! op of which the kernel holds one count from submission until
+//! `GetQueuedCompletionStatusEx` hands the completion back; a dropped object
+//! cancels its reads with `CancelIoEx` (its sends complete, so written bytes
+//! still reach the peer), and closing a loop cancels and reaps everything in
+//! flight.
 
 use std::fmt;
 use std::sync::OnceLock;
