@@ -9,9 +9,11 @@
 //! - stream reads copy out of the buffer the last `WSARecv` filled, and submit
 //!   the next `WSARecv` when it is empty (one in flight at a time);
 //! - stream writes copy the caller's bytes into an owned buffer and submit a
-//!   `WSASend` (one in flight); a write-side shutdown waits for it;
-//! - datagram receives queue what `WSARecvFrom` delivered; sends submit a
-//!   `WSASendTo` / `WSASend` per datagram (a bounded number in flight);
+//!   `WSASend`, while the bytes in flight stay under an emulated send buffer
+//!   ([`SEND_BUDGET`]); a write-side shutdown waits until they completed;
+//! - datagram receives queue what the `WSARecvFrom` calls kept in flight
+//!   delivered; sends submit a `WSASendTo` / `WSASend` per datagram (a
+//!   bounded number in flight);
 //! - a listener keeps a few `AcceptEx` in flight and queues their sockets;
 //! - a connect is one `ConnectEx`, submitted when the stream is registered.
 //!
@@ -30,10 +32,11 @@ use std::sync::OnceLock;
 use socket2::{Domain, SockAddr, Socket, Type};
 use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
 use windows_sys::Win32::Networking::WinSock::{
-    closesocket, setsockopt, AcceptEx, WSAIoctl, WSARecv, WSARecvFrom, WSASend, WSASendTo, AF_INET,
-    AF_INET6, LPFN_CONNECTEX, SIO_GET_EXTENSION_FUNCTION_POINTER, SOCKADDR, SOCKADDR_IN,
-    SOCKADDR_IN6, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
-    SO_UPDATE_CONNECT_CONTEXT, WSABUF, WSAID_CONNECTEX,
+    closesocket, ioctlsocket, recvfrom, setsockopt, AcceptEx, WSAIoctl, WSARecv, WSARecvFrom,
+    WSASend, WSASendTo, AF_INET, AF_INET6, FIONREAD, LPFN_CONNECTEX,
+    SIO_GET_EXTENSION_FUNCTION_POINTER, SOCKADDR, SOCKADDR_IN, SOCKADDR_IN6, SOCKADDR_STORAGE,
+    SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, SO_UPDATE_CONNECT_CONTEXT, WSABUF,
+    WSAID_CONNECTEX,
 };
 
 use super::{Op, OpKind, Shared};
@@ -674,8 +677,53 @@ impl SockShared {
             Err(e) => st.rerr = Some(e),
         }
         drop(st);
+        self.drain_datagrams();
         self.fill_recv_from(shared);
         self.event(true, false, false)
+    }
+
+    /// Takes the datagrams already waiting in the kernel's buffer with
+    /// plain `recvfrom` calls (each known not to block: `FIONREAD` says a
+    /// datagram is there). One completion per datagram cannot keep up with a
+    /// burst, and the kernel drops what overflows its buffer.
+    fn drain_datagrams(&self) {
+        loop {
+            let mut st = self.st.borrow_mut();
+            if st.rerr.is_some() || st.dgrams.len() >= DGRAM_QUEUE {
+                return;
+            }
+            let mut avail = 0u32;
+            // SAFETY: FIONREAD writes one u32 through the pointer given.
+            let rc = unsafe { ioctlsocket(self.raw(), FIONREAD, &mut avail) };
+            if rc == SOCKET_ERROR || avail == 0 {
+                return;
+            }
+            let mut buf = vec![0u8; DGRAM_BUF];
+            // SAFETY: SOCKADDR_STORAGE is a plain C struct; zero is valid.
+            let mut from: SOCKADDR_STORAGE = unsafe { std::mem::zeroed() };
+            let mut from_len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
+            // SAFETY: buffer and address are live locals of the sizes given;
+            // a datagram is queued, so the call returns without waiting.
+            let n = unsafe {
+                recvfrom(
+                    self.raw(),
+                    buf.as_mut_ptr(),
+                    buf.len() as i32,
+                    0,
+                    (&mut from as *mut SOCKADDR_STORAGE).cast(),
+                    &mut from_len,
+                )
+            };
+            if n == SOCKET_ERROR {
+                st.rerr = Some(io::Error::last_os_error());
+                return;
+            }
+            buf.truncate(n as usize);
+            match sockaddr(&from) {
+                Some(from) => st.dgrams.push_back((buf, from)),
+                None => return,
+            }
+        }
     }
 
     fn send_to(self: &Rc<Self>, data: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
