@@ -175,6 +175,30 @@ impl Shared {
     pub(crate) fn associate(&self, socket: SOCKET) -> io::Result<()> {
         self.port.associate(socket)
     }
+
+    /// Takes back the kernel's count of the op whose OVERLAPPED is `ov`.
+    fn reclaim(&self, ov: *mut OVERLAPPED) -> Rc<Op> {
+        let removed = self.in_flight.borrow_mut().remove(&(ov as usize));
+        debug_assert!(removed.is_some(), "a completion for an unknown operation");
+        // SAFETY: every non-wake packet on this port carries the OVERLAPPED
+        // of an op submitted through `Shared::submit`, which leaked exactly
+        // one `Rc` count for it with `Rc::into_raw`; its completion is
+        // dequeued exactly once, here.
+        unsafe { Rc::from_raw(ov as *const Op) }
+    }
+
+    /// The result of a dequeued op, and the state change it means.
+    fn finish(&self, ov: *mut OVERLAPPED) -> Option<Event> {
+        let op = self.reclaim(ov);
+        let res = if op.sock.is_closed() {
+            // Closed early (a dropped listener): a cancellation, and the
+            // handle value may already name another socket.
+            Err(io::Error::from_raw_os_error(ERROR_OPERATION_ABORTED as i32))
+        } else {
+            op.result()
+        };
+        net::complete(self, &op, res)
+    }
 }
 
 /// What an operation is, for [`net`]'s completion handler.
@@ -318,15 +342,7 @@ impl Driver {
             if e.lpCompletionKey == WAKE_KEY || e.lpOverlapped.is_null() {
                 continue;
             }
-            let op = self.reclaim(e.lpOverlapped);
-            let res = if op.sock.is_closed() {
-                // Closed early (a dropped listener): a cancellation, and the
-                // handle value may already name another socket.
-                Err(io::Error::from_raw_os_error(ERROR_OPERATION_ABORTED as i32))
-            } else {
-                op.result()
-            };
-            if let Some(ev) = net::complete(&self.shared, &op, res) {
+            if let Some(ev) = self.shared.finish(e.lpOverlapped) {
                 out.push(ev);
             }
         }
@@ -356,17 +372,6 @@ impl Driver {
             return Err(e);
         }
         Ok(n as usize)
-    }
-
-    /// Takes back the kernel's count of the op whose OVERLAPPED is `ov`.
-    fn reclaim(&self, ov: *mut OVERLAPPED) -> Rc<Op> {
-        let removed = self.shared.in_flight.borrow_mut().remove(&(ov as usize));
-        debug_assert!(removed.is_some(), "a completion for an unknown operation");
-        // SAFETY: every non-wake packet on this port carries the OVERLAPPED
-        // of an op submitted through `Shared::submit`, which leaked exactly
-        // one `Rc` count for it with `Rc::into_raw`; its completion is
-        // dequeued exactly once, here.
-        unsafe { Rc::from_raw(ov as *const Op) }
     }
 }
 
@@ -407,7 +412,7 @@ impl Drop for Driver {
                 if e.lpCompletionKey == WAKE_KEY || e.lpOverlapped.is_null() {
                     continue;
                 }
-                drop(self.reclaim(e.lpOverlapped));
+                drop(self.shared.reclaim(e.lpOverlapped));
             }
         }
     }

@@ -11,8 +11,8 @@
 //! - stream writes copy the caller's bytes into an owned buffer and submit a
 //!   `WSASend`, while the bytes in flight stay under an emulated send buffer
 //!   ([`SEND_BUDGET`]); a write-side shutdown waits until they completed;
-//! - datagram receives queue what the `WSARecvFrom` calls kept in flight
-//!   delivered; sends submit a `WSASendTo` / `WSASend` per datagram (a
+//! - datagram receives queue what the `WSARecvFrom` kept in flight delivered
+//!   (and, after each completion, what waits in the kernel's buffer); sends submit a `WSASendTo` / `WSASend` per datagram (a
 //!   bounded number in flight);
 //! - a listener keeps a few `AcceptEx` in flight and queues their sockets;
 //! - a connect is one `ConnectEx`, submitted when the stream is registered.
@@ -50,8 +50,11 @@ const RECV_BUF: usize = 64 * 1024;
 const SEND_BUDGET: usize = 4 << 20;
 /// The biggest datagram (and so the `WSARecvFrom` buffer).
 const DGRAM_BUF: usize = 64 * 1024;
-/// `WSARecvFrom` calls a UDP socket keeps in flight.
-const DGRAM_RECVS: usize = 8;
+/// `WSARecvFrom` calls a UDP socket keeps in flight: one, so datagrams are
+/// queued in the order they arrived (several pending receives may complete
+/// out of order, and a drain beside a pending receive could overtake it);
+/// bursts are taken by the drain that follows each completion.
+const DGRAM_RECVS: usize = 1;
 /// Datagrams received ahead of the program before receiving pauses.
 const DGRAM_QUEUE: usize = 256;
 /// Datagram sends in flight before `send_to` reports `WouldBlock`.
@@ -685,11 +688,12 @@ impl SockShared {
     /// Takes the datagrams already waiting in the kernel's buffer with
     /// plain `recvfrom` calls (each known not to block: `FIONREAD` says a
     /// datagram is there). One completion per datagram cannot keep up with a
-    /// burst, and the kernel drops what overflows its buffer.
+    /// burst, and the kernel drops what overflows its buffer. Called only
+    /// when no receive is in flight, so arrival order is kept.
     fn drain_datagrams(&self) {
         loop {
             let mut st = self.st.borrow_mut();
-            if st.rerr.is_some() || st.dgrams.len() >= DGRAM_QUEUE {
+            if st.rerr.is_some() || !st.recv_ops.is_empty() || st.dgrams.len() >= DGRAM_QUEUE {
                 return;
             }
             let mut avail = 0u32;
