@@ -202,8 +202,8 @@ impl Backend {
             "proactor" => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "{BACKEND_ENV}=proactor: this build has no proactor backend (io_uring / IOCP) yet; \
-                     unset {BACKEND_ENV} or set it to `selector`"
+                    "{BACKEND_ENV}=proactor: no proactor backend on this platform yet (IOCP is \
+                     Windows-only; io_uring is on its way); unset {BACKEND_ENV} or set it to `selector`"
                 ),
             )),
             other => Err(Error::new(
