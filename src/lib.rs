@@ -66,6 +66,27 @@
 //! feature adds the JS API (`aioloop::js`, built into an npm package by
 //! `scripts/build-wasm.sh`). See the README's WebAssembly section.
 //!
+//! ## Platforms
+//!
+//! Unix and Windows. Loops wait in a [backend](Backend): the selector (mio:
+//! epoll, kqueue, Windows AFD) everywhere, and on Windows the IOCP proactor,
+//! which is the default there as in asyncio. Signals (`signal`),
+//! subprocesses and pipes (`process`), Unix sockets, asyncio's `sock_*`
+//! calls and readiness callbacks on raw fds (`add_reader` …) are Unix-only:
+//! they are absent from the Windows build, so using them there is a compile
+//! error rather than a failure at run time (on Windows this example is a
+//! `compile_fail` test):
+//!
+#![cfg_attr(windows, doc = "```compile_fail")]
+#![cfg_attr(not(windows), doc = "```no_run")]
+//! // Unix only.
+//! use aioloop::net::UnixStream;
+//! let lp = aioloop::new_event_loop().unwrap();
+//! lp.add_reader(0, || {}).unwrap();
+//! let _ = aioloop::signal::ctrl_c();
+//! let _ = aioloop::process::Command::new("true");
+//! ```
+//!
 //! ## Layers
 //!
 //! `policy` → `context` (which loop is current here?) and `event_loop` →
@@ -112,6 +133,8 @@ pub use policy::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use policy::{ProactorEventLoopPolicy, SelectorEventLoopPolicy};
+#[cfg(windows)]
+pub use policy::{WindowsProactorEventLoopPolicy, WindowsSelectorEventLoopPolicy};
 #[cfg(not(target_arch = "wasm32"))]
 pub use runner::{run, Runner};
 pub use task::Task;

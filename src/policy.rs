@@ -300,8 +300,9 @@ macro_rules! thread_policy {
 thread_policy! {
     /// The default policy: one current loop per thread, loops on the
     /// platform's default backend ([`Backend::Auto`]: io_uring on Linux when the
-    /// kernel allows it, else the selector; the host-driven wasm backend on
-    /// wasm32).
+    /// kernel allows it, else the selector; the IOCP proactor on Windows, as
+    /// asyncio since Python 3.8; the host-driven wasm backend on wasm32;
+    /// `AIOLOOP_BACKEND` overrides it natively).
     ///
     /// As in Python 3.14, [`get_event_loop`](EventLoopPolicy::get_event_loop)
     /// never creates a loop: it errors until one is set.
@@ -341,8 +342,9 @@ thread_policy! {
 #[cfg(not(target_arch = "wasm32"))]
 thread_policy! {
     /// Like [`DefaultEventLoopPolicy`], but its loops always use the proactor
-    /// backend (asyncio's `ProactorEventLoop`): io_uring on Linux. Where the
-    /// kernel refuses io_uring, `new_event_loop` returns an
+    /// backend (asyncio's `ProactorEventLoop`): io_uring on Linux, IOCP on
+    /// Windows. Where the kernel refuses io_uring (or on a platform without a
+    /// proactor), `new_event_loop` returns an
     /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error naming
     /// the cause instead of falling back.
     ///
@@ -360,6 +362,58 @@ thread_policy! {
     /// }
     /// ```
     ProactorEventLoopPolicy, Backend::Proactor
+}
+
+#[cfg(windows)]
+thread_policy! {
+    /// Windows only: loops on the selector backend (mio over AFD socket
+    /// polls), as asyncio's `WindowsSelectorEventLoopPolicy`. Sockets,
+    /// protocols and timers work as on the proactor; pick it when a library
+    /// needs readiness semantics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aioloop::{Backend, EventLoopPolicy, WindowsSelectorEventLoopPolicy};
+    ///
+    /// aioloop::set_event_loop_policy(Some(std::sync::Arc::new(WindowsSelectorEventLoopPolicy::new())));
+    /// let lp = aioloop::new_event_loop().unwrap();
+    /// assert_eq!(lp.backend(), Backend::Selector);
+    /// # lp.close().unwrap();
+    /// # aioloop::set_event_loop_policy(None);
+    /// ```
+    WindowsSelectorEventLoopPolicy, Backend::Selector
+}
+
+#[cfg(windows)]
+thread_policy! {
+    /// Windows only: loops on the proactor backend (an I/O completion port),
+    /// as asyncio's `WindowsProactorEventLoopPolicy`. This is what
+    /// [`DefaultEventLoopPolicy`] does on Windows unless `AIOLOOP_BACKEND`
+    /// says otherwise; this policy ignores the variable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aioloop::{Backend, EventLoopPolicy, WindowsProactorEventLoopPolicy};
+    ///
+    /// let policy = WindowsProactorEventLoopPolicy::new();
+    /// let lp = policy.new_event_loop().unwrap();
+    /// assert_eq!(lp.backend(), Backend::Proactor);
+    /// let echoed = lp
+    ///     .run_until_complete(async {
+    ///         let sock = aioloop::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    ///         sock.connect(sock.local_addr().unwrap()).unwrap();
+    ///         sock.send(b"ping").await.unwrap();
+    ///         let mut buf = [0; 8];
+    ///         let n = sock.recv(&mut buf).await.unwrap();
+    ///         buf[..n].to_vec()
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(echoed, b"ping");
+    /// # lp.close().unwrap();
+    /// ```
+    WindowsProactorEventLoopPolicy, Backend::Proactor
 }
 
 // ---------------------------------------------------------------------------

@@ -196,6 +196,52 @@ fn default_policy_makes_loops_on_the_default_backend() {
     plain.close().unwrap();
 }
 
+#[cfg(windows)]
+#[test]
+fn windows_policies_make_their_backends() {
+    use aioloop::{WindowsProactorEventLoopPolicy, WindowsSelectorEventLoopPolicy};
+    let lp = WindowsSelectorEventLoopPolicy::new()
+        .new_event_loop()
+        .unwrap();
+    assert_eq!(lp.backend(), Backend::Selector);
+    lp.close().unwrap();
+    let policy = WindowsProactorEventLoopPolicy::new();
+    let lp = policy.new_event_loop().unwrap();
+    assert_eq!(lp.backend(), Backend::Proactor);
+    // Same per-thread semantics as the default policy.
+    assert_eq!(
+        policy.get_event_loop().unwrap_err().kind(),
+        ErrorKind::NoCurrentLoop
+    );
+    policy.set_event_loop(Some(lp.clone())).unwrap();
+    assert_eq!(policy.get_event_loop().unwrap(), lp);
+    policy.set_event_loop(None).unwrap();
+    lp.close().unwrap();
+}
+
+#[cfg(windows)]
+#[test]
+fn default_policy_makes_proactor_loops_on_windows_unless_told_otherwise() {
+    let expected = match std::env::var("AIOLOOP_BACKEND").as_deref() {
+        Ok("selector") => Backend::Selector,
+        _ => Backend::Proactor,
+    };
+    let lp = DefaultEventLoopPolicy::new().new_event_loop().unwrap();
+    assert_eq!(lp.backend(), expected);
+    lp.close().unwrap();
+}
+
+#[cfg(not(windows))]
+#[test]
+fn the_windows_proactor_is_unsupported_elsewhere_and_says_so() {
+    let err = EventLoop::builder()
+        .backend(Backend::Proactor)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err:?}");
+    assert!(err.message().contains("Backend::Selector"), "{err}");
+}
+
 /// Prints the backend that loops made without naming one use (the test
 /// scripts run this with `--nocapture` to report which backend a whole run
 /// used: `AIOLOOP_BACKEND` or the platform's default).

@@ -17,7 +17,7 @@ cd "$root"
 target=x86_64-pc-windows-gnu
 backends=("$@")
 if [ ${#backends[@]} -eq 0 ]; then
-    backends=(selector)
+    backends=(selector proactor)
 fi
 
 bash scripts/wine/setup.sh

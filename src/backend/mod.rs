@@ -99,6 +99,20 @@
 //! Tokens are plain `usize` values chosen by the loop (`slab` keys); the
 //! backend hands them back untouched in [`Event`].
 //!
+//! ## Windows: two backends behind one `sys`
+//!
+//! On Windows `sys` is `windows.rs`, which forwards each call to the backend
+//! a loop was made with: `selector` (mio over AFD polls) or `iocp` (the
+//! proactor). Its `net` types start as plain sockets (bound, or about to
+//! connect) and become the backend's kind when first registered, since they
+//! are made before they meet a loop. The IOCP proactor keeps this readiness
+//! contract by owning the I/O: a read copies out of the buffer the last
+//! `WSARecv` filled (and submits the next), a write copies into an owned
+//! buffer and submits `WSASend`s up to an emulated send-buffer size, a
+//! listener keeps `AcceptEx` calls in flight, a connect is a `ConnectEx`;
+//! each completion becomes an [`Event`] of its direction. The `OVERLAPPED`
+//! plumbing (and all of the crate's `unsafe`) stays in `iocp/`.
+//!
 //! ## Buffers (for completion backends)
 //!
 //! A readiness backend (the selector) only says "you may read now", so the
@@ -130,11 +144,98 @@
 //! deadline, a yielding macrotask after a turn that used up its budget), and
 //! `Notifier::notify` asks for a turn from a waker. `event_loop/wasm.rs` is
 //! the loop's side. Its module doc has the details.
+//!
+//! ## Windows: the IOCP proactor
+//!
+//! The same rule, on an I/O completion port: an operation's `OVERLAPPED`,
+//! buffers and socket live in a reference-counted op of which the kernel
+//! holds one count from submission until `GetQueuedCompletionStatusEx`
+//! hands the completion back; a dropped object cancels its reads with
+//! `CancelIoEx` (its sends complete, so written bytes still reach the peer),
+//! and closing a loop cancels and reaps everything in flight.
 
 use std::fmt;
 use std::sync::OnceLock;
 
 use crate::{Error, ErrorKind};
+
+/// The loop-level completion calls (`completions`, `submit_*`, `take*`…)
+/// for a driver that runs no transfers for the loop: `completions()` is
+/// false, so the loop never calls the others (they fail cleanly if it did).
+/// io_uring (`linux.rs`) implements them for real; the selector on other
+/// Unixes and the Windows driver (whose IOCP sockets complete inside the
+/// backend) use this.
+#[cfg_attr(any(target_os = "linux", target_arch = "wasm32"), allow(unused_macros))]
+macro_rules! no_loop_completions {
+    ($driver:ty) => {
+        // Some go unused where the backend does that work itself (Windows
+        // accepts inside its sockets).
+        #[allow(dead_code)]
+        impl $driver {
+            pub(crate) fn completions(&self) -> bool {
+                false
+            }
+            pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+                Vec::with_capacity(cap)
+            }
+            pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
+            pub(crate) fn submit_recv(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn submit_send(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+                _: bool,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
+                None
+            }
+            pub(crate) fn submit_recv_msg(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn take_from(
+                &mut self,
+                _: usize,
+            ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+                None
+            }
+            pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
+                false
+            }
+            pub(crate) fn submit_accept(&mut self, _: i32, _: usize) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn take_accept(
+                &mut self,
+                _: usize,
+            ) -> Option<std::io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
+                None
+            }
+            pub(crate) fn quiet_source(&mut self, _: i32) {}
+            pub(crate) fn release(&mut self, _: usize) {}
+            pub(crate) fn cancel_transfer(&mut self, _: usize) {}
+        }
+    };
+}
+#[cfg_attr(
+    any(target_os = "linux", target_arch = "wasm32"),
+    allow(unused_imports)
+)]
+pub(crate) use no_loop_completions;
 
 cfg_if::cfg_if! {
     if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
@@ -146,9 +247,16 @@ cfg_if::cfg_if! {
         pub(crate) mod proactor;
         pub(crate) mod linux;
         pub(crate) use linux as sys;
-    } else if #[cfg(any(unix, windows))] {
+    } else if #[cfg(unix)] {
         pub(crate) mod selector;
         pub(crate) use selector as sys;
+    } else if #[cfg(windows)] {
+        // Windows: the selector or the IOCP proactor, per loop.
+        pub(crate) mod selector;
+        #[allow(unsafe_code)]
+        pub(crate) mod iocp;
+        pub(crate) mod windows;
+        pub(crate) use windows as sys;
     } else {
         compile_error!("aioloop supports Unix, Windows and wasm32-unknown-unknown (browsers, Node)");
     }
@@ -165,10 +273,11 @@ pub(crate) mod signal;
 ///
 /// `Auto` picks the platform's default: on Linux the proactor (io_uring)
 /// when the kernel allows it, else the selector (the choice is probed once
-/// per process, and a fallback is logged once); elsewhere the selector. The
-/// `AIOLOOP_BACKEND` environment variable (`selector`, `proactor`, `auto`),
-/// read once per process, overrides `Auto`, so a whole test suite can be
-/// forced onto one backend.
+/// per process, and a fallback is logged once); on Windows the proactor
+/// (IOCP), as asyncio; on wasm32 the host-driven backend; elsewhere the
+/// selector. The `AIOLOOP_BACKEND` environment variable (`selector`,
+/// `proactor`, `auto`), read once per process, overrides `Auto`, so a whole
+/// test suite can be forced onto one backend.
 ///
 /// Pass it to [`LoopBuilder::backend`](crate::LoopBuilder::backend);
 /// [`EventLoop::backend`](crate::EventLoop::backend) reports the one a loop
@@ -197,14 +306,17 @@ pub(crate) mod signal;
 #[non_exhaustive]
 pub enum Backend {
     /// The platform's default: the proactor on Linux when io_uring is
-    /// usable (falling back to the selector), [`Wasm`](Backend::Wasm) on
-    /// wasm32, the selector elsewhere.
+    /// usable (falling back to the selector) and on Windows,
+    /// [`Wasm`](Backend::Wasm) on wasm32, the selector elsewhere.
     #[default]
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
     Selector,
-    /// Completion-based: io_uring on Linux (asyncio's `ProactorEventLoop`).
-    /// Readiness callbacks (`add_reader`) work too, through `POLL_ADD`.
+    /// Completion-based (asyncio's `ProactorEventLoop`): io_uring on Linux,
+    /// an I/O completion port (IOCP) on Windows. On Linux readiness
+    /// callbacks (`add_reader`) work too, through `POLL_ADD`. Elsewhere a
+    /// loop asked for it fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
     Proactor,
     // --- wasm32 (issue 6) ---
     /// Driven by the JS host (browsers, Node) on `wasm32-unknown-unknown`:

@@ -13,16 +13,17 @@ use super::{Backend, Event};
 /// a drained socket is reported again when data arrives. mio's Windows
 /// selector (AFD polls) re-arms a socket's poll only when an operation on it
 /// returned `WouldBlock`, so there the loop must see that `WouldBlock`.
-pub(crate) const SHORT_TRANSFER_REARMS: bool = cfg!(unix);
+#[cfg(unix)]
+pub(crate) const SHORT_TRANSFER_REARMS: bool = true;
 
 /// Without a proactor on this platform, `Backend::Auto` is the selector.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn auto_backend() -> Backend {
     Backend::Selector
 }
 
 /// Why an explicit `Backend::Proactor` cannot start on this platform.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn proactor_support() -> Result<(), String> {
     Err("this platform has no proactor backend yet (io_uring exists on Linux only)".into())
 }
@@ -105,6 +106,7 @@ impl Driver {
 /// `WouldBlock` and set again by the next event.
 pub(crate) mod net {
     pub(crate) use mio::event::Source;
+    #[cfg(unix)]
     pub(crate) use mio::net::{TcpListener, TcpStream, UdpSocket};
     #[cfg(unix)]
     pub(crate) use mio::net::{UnixDatagram, UnixListener, UnixStream};
@@ -115,6 +117,7 @@ pub(crate) mod net {
     /// A non-blocking TCP listener on `addr` with a listen queue of
     /// `backlog` connections (mio's own `bind` fixes it at 128, which makes
     /// a burst of connects wait for the kernel's one-second retry).
+    #[cfg(unix)]
     pub(crate) fn bind_tcp_listener(
         addr: std::net::SocketAddr,
         backlog: i32,
@@ -167,7 +170,7 @@ pub(crate) mod net {
     }
 
     /// Completion-based operations need a proactor: none exist here.
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(all(unix, not(target_os = "linux")))]
     pub(crate) fn source_fd(_: &impl Source) -> i32 {
         -1
     }
@@ -253,57 +256,8 @@ pub(crate) mod net {
     }
 }
 
-/// A readiness backend runs no transfers: `completions()` is false, so the
-/// loop never calls the others (they fail cleanly if it did).
-#[cfg(not(target_os = "linux"))]
-impl Driver {
-    pub(crate) fn completions(&self) -> bool {
-        false
-    }
-    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
-        Vec::with_capacity(cap)
-    }
-    pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
-    pub(crate) fn submit_recv(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn submit_send(
-        &mut self,
-        _: i32,
-        _: usize,
-        _: Vec<u8>,
-        _: bool,
-    ) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
-        None
-    }
-    pub(crate) fn submit_recv_msg(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn take_from(
-        &mut self,
-        _: usize,
-    ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
-        None
-    }
-    pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
-        false
-    }
-    pub(crate) fn submit_accept(&mut self, _: i32, _: usize) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn take_accept(
-        &mut self,
-        _: usize,
-    ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
-        None
-    }
-    pub(crate) fn quiet_source(&mut self, _: i32) {}
-    pub(crate) fn release(&mut self, _: usize) {}
-    pub(crate) fn cancel_transfer(&mut self, _: usize) {}
-}
+#[cfg(all(unix, not(target_os = "linux")))]
+super::no_loop_completions!(Driver);
 
 #[cfg(unix)]
 mod fd {

@@ -481,6 +481,7 @@ impl Registration {
     /// `WouldBlock`. A readiness backend runs `direct` (the accept
     /// syscall); a completion backend keeps one `ACCEPT` in flight (a
     /// connection it accepts after the listener closed is closed).
+    #[cfg_attr(windows, allow(dead_code))] // Windows accepts in the backend
     pub(crate) fn accept_with(
         &self,
         direct: impl FnOnce() -> io::Result<(std::net::TcpStream, std::net::SocketAddr)>,

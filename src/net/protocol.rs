@@ -1226,7 +1226,10 @@ impl ServerShared {
 }
 
 struct Listener {
-    io: RefCell<sys::TcpListener>,
+    /// `None` once the server closed: asyncio's `Server.close()` closes the
+    /// listening sockets at once (new connects are refused), not when the
+    /// last reference to the listener goes away.
+    io: RefCell<Option<sys::TcpListener>>,
     reg: RefCell<Option<Registration>>,
     retry: RefCell<Option<TimerHandle>>,
     server: Rc<ServerShared>,
@@ -1248,7 +1251,10 @@ impl Listener {
             if !ready {
                 return;
             }
-            let res = self.io.borrow().accept();
+            let res = match self.io.borrow().as_ref() {
+                Some(io) => io.accept(),
+                None => return,
+            };
             match res {
                 Ok((io, peer)) => self.spawn(io, peer),
                 Err(e) => match e.kind() {
@@ -1312,8 +1318,9 @@ impl Listener {
         if let Some(h) = self.retry.borrow_mut().take() {
             h.cancel();
         }
-        if let Some(reg) = self.reg.borrow_mut().take() {
-            reg.deregister(&mut *self.io.borrow_mut());
+        let io = self.io.borrow_mut().take();
+        if let (Some(reg), Some(mut io)) = (self.reg.borrow_mut().take(), io) {
+            reg.deregister(&mut io);
         }
     }
 }
@@ -1657,7 +1664,7 @@ impl EventLoop {
             };
             for (io, addr) in ios {
                 let l = Rc::new(Listener {
-                    io: RefCell::new(io),
+                    io: RefCell::new(Some(io)),
                     reg: RefCell::new(None),
                     retry: RefCell::new(None),
                     server: shared.clone(),
@@ -1670,7 +1677,12 @@ impl EventLoop {
                     crate::context::entered_task_context(),
                     location,
                 );
-                let reg = match Registration::with_handler(self, &mut *l.io.borrow_mut(), handler) {
+                let res = {
+                    let mut io = l.io.borrow_mut();
+                    let io = io.as_mut().expect("a new listener has its socket");
+                    Registration::with_handler(self, io, handler)
+                };
+                let reg = match res {
                     Ok(r) => r,
                     Err(e) => {
                         server.close();
