@@ -231,9 +231,10 @@ fn default_policy_makes_proactor_loops_on_windows_unless_told_otherwise() {
     lp.close().unwrap();
 }
 
-#[cfg(not(windows))]
+// Linux has io_uring (tests/backend.rs covers its refusals), Windows IOCP.
+#[cfg(not(any(windows, target_os = "linux")))]
 #[test]
-fn the_windows_proactor_is_unsupported_elsewhere_and_says_so() {
+fn the_proactor_is_unsupported_elsewhere_and_says_so() {
     let err = EventLoop::builder()
         .backend(Backend::Proactor)
         .build()
