@@ -55,6 +55,17 @@
 //! lp.close().unwrap();
 //! ```
 //!
+//! ## On wasm32 (browsers, Node)
+//!
+//! On `wasm32-unknown-unknown` the same API compiles on a backend the JS
+//! host drives (microtask turns, one host `setTimeout` per loop, turns
+//! budgeted so pages keep painting): loops run as soon as they have work,
+//! `EventLoop::run_once` / `start` / `stats` / `set_tick_budget` and
+//! `Task::into_promise` replace the blocking entry points, which (with
+//! threads, sockets, signals and subprocesses) do not exist there. The `js`
+//! feature adds the JS API (`aioloop::js`, built into an npm package by
+//! `scripts/build-wasm.sh`). See the README's WebAssembly section.
+//!
 //! ## Layers
 //!
 //! `policy` → `context` (which loop is current here?) and `event_loop` →
@@ -67,11 +78,16 @@ mod backend;
 mod context;
 mod error;
 mod event_loop;
+#[cfg(not(target_arch = "wasm32"))]
 mod executor;
+#[cfg(all(target_arch = "wasm32", feature = "js"))]
+pub mod js;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod net;
 mod policy;
 #[cfg(unix)]
 pub mod process;
+#[cfg(not(target_arch = "wasm32"))]
 mod runner;
 #[cfg(unix)]
 pub mod signal;
@@ -88,12 +104,18 @@ pub use event_loop::{
     EventLoop, ExceptionContext, ExceptionHandler, Handle, LoopBuilder, ThreadsafeHandle,
     TimerHandle,
 };
+#[cfg(not(target_arch = "wasm32"))]
 pub use executor::ExecutorFuture;
 pub use policy::{
     get_event_loop, get_event_loop_policy, get_running_loop, new_event_loop, set_event_loop,
     set_event_loop_policy, ContextPolicy, DefaultEventLoopPolicy, EventLoopPolicy,
-    ProactorEventLoopPolicy, SelectorEventLoopPolicy,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use policy::{ProactorEventLoopPolicy, SelectorEventLoopPolicy};
+#[cfg(not(target_arch = "wasm32"))]
 pub use runner::{run, Runner};
 pub use task::Task;
-pub use time::{sleep, timeout, wait_for, yield_now, Sleep, Timeout, YieldNow};
+pub use time::{sleep, timeout, wait_for, yield_now, Instant, Sleep, Timeout, YieldNow};
+// --- wasm32 (issue 6): host-driven loops ---
+#[cfg(target_arch = "wasm32")]
+pub use event_loop::wasm::{LoopStats, DEFAULT_TICK_BUDGET};

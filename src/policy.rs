@@ -300,7 +300,8 @@ macro_rules! thread_policy {
 thread_policy! {
     /// The default policy: one current loop per thread, loops on the
     /// platform's default backend ([`Backend::Auto`]: io_uring on Linux when the
-    /// kernel allows it, else the selector).
+    /// kernel allows it, else the selector; the host-driven wasm backend on
+    /// wasm32).
     ///
     /// As in Python 3.14, [`get_event_loop`](EventLoopPolicy::get_event_loop)
     /// never creates a loop: it errors until one is set.
@@ -320,6 +321,7 @@ thread_policy! {
     DefaultEventLoopPolicy, Backend::Auto
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 thread_policy! {
     /// Like [`DefaultEventLoopPolicy`], but its loops always use the selector
     /// backend (asyncio's `SelectorEventLoop`).
@@ -336,6 +338,7 @@ thread_policy! {
     SelectorEventLoopPolicy, Backend::Selector
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 thread_policy! {
     /// Like [`DefaultEventLoopPolicy`], but its loops always use the proactor
     /// backend (asyncio's `ProactorEventLoop`): io_uring on Linux. Where the

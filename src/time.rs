@@ -9,13 +9,38 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slab::Slab;
 
 use crate::event_loop::handle::Callback;
 use crate::task::TaskEntry;
 use crate::{Error, ErrorKind, EventLoop};
+
+/// The loop's clock: a monotonic instant, [`std::time::Instant`] itself on
+/// native targets.
+///
+/// On `wasm32-unknown-unknown` std's `Instant::now()` panics, so there it is
+/// [`web_time::Instant`](https://docs.rs/web-time), the same API over the
+/// host's `performance.now()`. Write `aioloop::Instant` in code that builds
+/// for both.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let lp = aioloop::EventLoop::new().unwrap();
+/// let when: aioloop::Instant = lp.time() + Duration::from_millis(1);
+/// lp.call_at(when, || {}).unwrap();
+/// # lp.close().unwrap();
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub use std::time::Instant;
+/// The loop's clock (see the native documentation): `web_time::Instant`,
+/// over the host's `performance.now()`.
+#[cfg(target_arch = "wasm32")]
+pub use web_time::Instant;
 
 // ---------------------------------------------------------------------------
 // The timer store.
@@ -52,9 +77,34 @@ const OWN_WAKER: u32 = 1 << 31;
 const COMPACT_MIN: usize = 100;
 
 /// The instant all deadlines are counted from, as nanoseconds in a `u64`.
+///
+/// As early as the clock allows, up to a year before the first timer: an
+/// instant a program took before that (a `call_at` base computed early) must
+/// keep its own count, not saturate to 0 and tie with every other early
+/// deadline (ties fire in scheduling order, not deadline order). Natively
+/// the monotonic clock goes back a year; on wasm32 it starts at the page's
+/// or process's time origin, found by halving the step.
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
+    *BASE.get_or_init(|| earliest_before(Instant::now(), Duration::from_secs(365 * 86_400)))
+}
+
+/// `now` minus the largest offset up to `max` the clock can represent
+/// (within a microsecond).
+fn earliest_before(now: Instant, max: Duration) -> Instant {
+    if let Some(t) = now.checked_sub(max) {
+        return t;
+    }
+    let (mut ok, mut bad) = (Duration::ZERO, max);
+    while bad - ok > Duration::from_micros(1) {
+        let mid = ok + (bad - ok) / 2;
+        if now.checked_sub(mid).is_some() {
+            ok = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    now - ok
 }
 
 pub(crate) fn to_nanos(when: Instant) -> u64 {
@@ -62,7 +112,7 @@ pub(crate) fn to_nanos(when: Instant) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn from_nanos(ns: u64) -> Instant {
+pub(crate) fn from_nanos(ns: u64) -> Instant {
     base() + Duration::from_nanos(ns)
 }
 
@@ -497,6 +547,9 @@ impl Future for Sleep {
                 target,
                 &mut lp.inner.tasks.borrow_mut(),
             );
+            // Polled outside a turn (by a foreign executor): arm the host.
+            #[cfg(target_arch = "wasm32")]
+            lp.inner.wake_host();
             this.key = id.key;
             this.seq = id.seq;
             this.lp = Some(lp);

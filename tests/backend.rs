@@ -83,6 +83,7 @@ impl log::Log for Capture {
 }
 
 /// Runs `child_probe_outcome` in a fresh process with `env` set.
+#[cfg(target_os = "linux")]
 fn run_child(env: &[(&str, &str)]) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);

@@ -196,6 +196,17 @@ fn default_policy_makes_loops_on_the_default_backend() {
     plain.close().unwrap();
 }
 
+/// Prints the backend that loops made without naming one use (the test
+/// scripts run this with `--nocapture` to report which backend a whole run
+/// used: `AIOLOOP_BACKEND` or the platform's default).
+#[test]
+fn backend_in_use() {
+    let lp = EventLoop::new().unwrap();
+    println!("aioloop backend in use: {}", lp.backend());
+    assert_ne!(lp.backend(), Backend::Auto);
+    lp.close().unwrap();
+}
+
 #[test]
 fn loops_from_the_policy_run() {
     let policy = DefaultEventLoopPolicy::new();

@@ -1,6 +1,6 @@
-#![cfg(unix)]
 //! Readiness callbacks on raw file descriptors: `add_reader` / `remove_reader`
 //! / `add_writer` / `remove_writer` (level-triggered, as asyncio).
+#![cfg(unix)]
 
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind as IoKind, Read, Write};

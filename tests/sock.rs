@@ -1,7 +1,7 @@
-#![cfg(unix)]
 //! asyncio's low-level socket API on the loop: `sock_recv`, `sock_recv_into`,
 //! `sock_recvfrom`, `sock_sendall`, `sock_sendto`, `sock_connect`,
 //! `sock_accept`, on the caller's std sockets.
+#![cfg(unix)]
 
 use std::cell::Cell;
 use std::future::Future as _;

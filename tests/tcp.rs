@@ -13,6 +13,8 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+mod util;
+
 use aioloop::net::{TcpListener, TcpStream};
 use aioloop::{Error, ErrorKind, EventLoop};
 use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -230,7 +232,8 @@ fn buffered_reader_lines() {
 }
 
 /// The number of connections for [`many_connections`]: 1,000 unless the
-/// open-file limit is too low for two fds per connection.
+/// open-file limit is too low for two fds per connection (or 100 under Wine:
+/// [`util::connection_count`]).
 fn connection_count() -> usize {
     let soft = std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -246,7 +249,7 @@ fn connection_count() -> usize {
             eprintln!("open-file limit {n}: using {c} connections instead of 1000");
             c
         }
-        _ => 1_000,
+        _ => util::connection_count(1_000),
     }
 }
 
@@ -589,9 +592,13 @@ fn reset_by_peer_fails_reads() {
         aioloop::sleep(Duration::from_millis(20)).await;
         drop(s);
         let mut b = [0u8; 16];
-        let e = within("read after reset", c.read(&mut b))
-            .await
-            .unwrap_err();
+        let r = within("read after reset", c.read(&mut b)).await;
+        if util::under_wine() && matches!(r, Ok(0)) {
+            // Wine 8 closes the socket gracefully (FIN, not RST) although
+            // data was left unread; Windows and Unix reset it.
+            return;
+        }
+        let e = r.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
     });
 }

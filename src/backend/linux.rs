@@ -26,6 +26,11 @@ pub(crate) fn auto_backend() -> Backend {
     }
 }
 
+/// Both drivers report a drained socket again when its state changes
+/// (epoll edges; io_uring polls and receives), so a short transfer may
+/// clear the readiness bit at once.
+pub(crate) use super::selector::SHORT_TRANSFER_REARMS;
+
 /// Whether an explicit `Backend::Proactor` can start, with the cause if not.
 pub(crate) fn proactor_support() -> Result<(), String> {
     proactor::probe().map_err(|cause| cause.to_string())
@@ -234,8 +239,8 @@ pub(crate) mod net {
     use std::os::fd::AsRawFd;
 
     pub(crate) use crate::backend::selector::net::{
-        bind_tcp_listener, borrowed, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener,
-        UnixStream,
+        bind_tcp_listener, borrowed, write_error, TcpListener, TcpStream, UdpSocket, UnixDatagram,
+        UnixListener, UnixStream,
     };
 
     use super::{Driver, Imp};

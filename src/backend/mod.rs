@@ -1,7 +1,7 @@
 //! How the loop waits: the backend contract and the one place that picks the
 //! backend.
 //!
-//! Everything that touches the operating system (or, later, the JS host) lives
+//! Everything that touches the operating system (or the JS host) lives
 //! below this module. The event loop above it sees only this contract, which
 //! every backend implements with the same names:
 //!
@@ -80,6 +80,12 @@
 //!     returns `io::ErrorKind::WouldBlock`, and the loop waits for the next
 //!     readiness event of that direction before trying again.
 //!
+//! const SHORT_TRANSFER_REARMS: bool
+//!     true when a stream read or write that moved fewer bytes than asked
+//!     for may clear the loop's readiness bit without waiting for a
+//!     `WouldBlock` (the backend reports the next change as a new event);
+//!     false when only a `WouldBlock` re-arms the source (mio on Windows).
+//!
 //! struct Notifier: Send + Sync        the thread-safe wake-up
 //!     fn notify(&self) -> io::Result<()>
 //!         Makes a current or the next `poll` return promptly. Cheap to call
@@ -114,6 +120,16 @@
 //! operation outlives it: the kernel holds a file reference from submission
 //! on, and a send left to finish after its stream closed runs on the
 //! operation's own duplicate of the fd.
+//!
+//! ## wasm32: the host waits, not the loop
+//!
+//! On `wasm32-unknown-unknown` (`wasm/`) nothing may block, so the `Driver`
+//! has `new`, `kind` and `notifier` but no `poll` and no registrations:
+//! instead it owns a `Scheduler` through which the loop asks the JS host for
+//! its next turn (one microtask per batch, one host timeout for the earliest
+//! deadline, a yielding macrotask after a turn that used up its budget), and
+//! `Notifier::notify` asks for a turn from a waker. `event_loop/wasm.rs` is
+//! the loop's side. Its module doc has the details.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -121,7 +137,10 @@ use std::sync::OnceLock;
 use crate::{Error, ErrorKind};
 
 cfg_if::cfg_if! {
-    if #[cfg(target_os = "linux")] {
+    if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
+        pub(crate) mod wasm;
+        pub(crate) use wasm as sys;
+    } else if #[cfg(target_os = "linux")] {
         // Chosen at run time: `linux::Driver` dispatches to either.
         pub(crate) mod selector;
         pub(crate) mod proactor;
@@ -131,7 +150,7 @@ cfg_if::cfg_if! {
         pub(crate) mod selector;
         pub(crate) use selector as sys;
     } else {
-        compile_error!("aioloop supports Unix and Windows for now; the wasm32 backend is on its way");
+        compile_error!("aioloop supports Unix, Windows and wasm32-unknown-unknown (browsers, Node)");
     }
 }
 
@@ -178,7 +197,8 @@ pub(crate) mod signal;
 #[non_exhaustive]
 pub enum Backend {
     /// The platform's default: the proactor on Linux when io_uring is
-    /// usable (falling back to the selector), the selector elsewhere.
+    /// usable (falling back to the selector), [`Wasm`](Backend::Wasm) on
+    /// wasm32, the selector elsewhere.
     #[default]
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
@@ -186,6 +206,14 @@ pub enum Backend {
     /// Completion-based: io_uring on Linux (asyncio's `ProactorEventLoop`).
     /// Readiness callbacks (`add_reader`) work too, through `POLL_ADD`.
     Proactor,
+    // --- wasm32 (issue 6) ---
+    /// Driven by the JS host (browsers, Node) on `wasm32-unknown-unknown`:
+    /// never blocks; ready work runs in a microtask, timers share one host
+    /// `setTimeout`, long bursts yield to the host (see
+    /// [`EventLoop::run_once`](crate::EventLoop) and the crate's wasm notes).
+    /// The only backend there, and unavailable elsewhere.
+    Wasm,
+    // --- end wasm32 ---
 }
 
 impl fmt::Display for Backend {
@@ -194,6 +222,7 @@ impl fmt::Display for Backend {
             Backend::Auto => "auto",
             Backend::Selector => "selector",
             Backend::Proactor => "proactor",
+            Backend::Wasm => "wasm",
         })
     }
 }
@@ -207,6 +236,9 @@ impl Backend {
     /// `Auto` honours `AIOLOOP_BACKEND` (read once per process), so a whole
     /// test suite can be run against one backend without code changes.
     pub(crate) fn resolve(self) -> Result<Backend, Error> {
+        if cfg!(target_arch = "wasm32") {
+            return self.on_wasm32();
+        }
         match self {
             Backend::Auto => {
                 static CHOICE: OnceLock<Result<Backend, Error>> = OnceLock::new();
@@ -224,6 +256,10 @@ impl Backend {
                     .clone()
             }
             Backend::Proactor => Backend::proactor(format_args!("Backend::Proactor")),
+            Backend::Wasm => Err(Error::new(
+                ErrorKind::Unsupported,
+                "the wasm backend exists only on wasm32-unknown-unknown: use Backend::Auto or Backend::Selector here",
+            )),
             other => Ok(other),
         }
     }
@@ -242,6 +278,19 @@ impl Backend {
                 )
             })
     }
+    // --- wasm32 (issue 6) ---
+    /// [`resolve`](Backend::resolve) on wasm32, where the host-driven backend
+    /// is the only one.
+    fn on_wasm32(self) -> Result<Backend, Error> {
+        match self {
+            Backend::Auto | Backend::Wasm => Ok(Backend::Wasm),
+            other => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the {other} backend does not exist on wasm32: use Backend::Auto or Backend::Wasm"),
+            )),
+        }
+    }
+    // --- end wasm32 ---
 
     fn parse(value: &str) -> Result<Backend, Error> {
         match value.trim().to_ascii_lowercase().as_str() {
@@ -301,6 +350,15 @@ mod tests {
         let e = Backend::parse("kqueue-please").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("AIOLOOP_BACKEND"));
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn the_wasm_backend_is_refused_off_wasm32() {
+        let e = Backend::Wasm.resolve().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("wasm32"));
+        assert_eq!(Backend::Wasm.to_string(), "wasm");
     }
 
     #[test]

@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use super::{Backend, Event};
 
+/// Whether a stream transfer shorter than asked for may clear the loop's
+/// readiness bit at once (see the contract in `backend/mod.rs`).
+///
+/// epoll and kqueue report a new edge whenever the socket's state changes, so
+/// a drained socket is reported again when data arrives. mio's Windows
+/// selector (AFD polls) re-arms a socket's poll only when an operation on it
+/// returned `WouldBlock`, so there the loop must see that `WouldBlock`.
+pub(crate) const SHORT_TRANSFER_REARMS: bool = cfg!(unix);
+
 /// Without a proactor on this platform, `Backend::Auto` is the selector.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn auto_backend() -> Backend {
@@ -120,6 +129,23 @@ pub(crate) mod net {
         socket.bind(&addr.into())?;
         socket.listen(backlog)?;
         Ok(TcpListener::from_std(socket.into()))
+    }
+
+    /// One error kind for "written after `shutdown(Write)`" on every
+    /// platform: `BrokenPipe` (Unix's `EPIPE`). Windows reports
+    /// `WSAESHUTDOWN`, which std leaves uncategorized.
+    pub(crate) fn write_error(e: io::Error) -> io::Error {
+        #[cfg(windows)]
+        {
+            const WSAESHUTDOWN: i32 = 10058;
+            if e.raw_os_error() == Some(WSAESHUTDOWN) {
+                return io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the socket's write side was shut down (WSAESHUTDOWN): nothing more can be written",
+                );
+            }
+        }
+        e
     }
 
     impl Driver {

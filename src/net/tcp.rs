@@ -179,7 +179,16 @@ impl TcpListener {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("accepting a TCP connection", e))),
             Poll::Ready(Ok((mut io, peer))) => {
-                Poll::Ready(Registration::new(lp, &mut io).map(|reg| (TcpStream { io, reg }, peer)))
+                Poll::Ready(Registration::new(lp, &mut io).map(|reg| {
+                    (
+                        TcpStream {
+                            io,
+                            reg,
+                            ahead: Default::default(),
+                        },
+                        peer,
+                    )
+                }))
             }
         }
     }
@@ -226,6 +235,7 @@ impl fmt::Debug for TcpListener {
 pub struct TcpStream {
     io: sys::TcpStream,
     reg: Registration,
+    ahead: super::ReadAhead,
 }
 
 impl TcpStream {
@@ -276,7 +286,11 @@ impl TcpStream {
         let failed = |e| Error::io(format_args!("connecting to {addr}"), e);
         let mut io = sys::TcpStream::connect(addr).map_err(failed)?;
         let reg = Registration::new(lp, &mut io)?;
-        let stream = TcpStream { io, reg };
+        let stream = TcpStream {
+            io,
+            reg,
+            ahead: Default::default(),
+        };
         // Writable means the attempt finished: either connected or failed.
         poll_fn(|cx| {
             stream.reg.poll_io(cx, Direction::Write, || {

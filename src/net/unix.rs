@@ -168,9 +168,18 @@ impl UnixListener {
                 self.describe("accepting a Unix stream connection"),
                 e,
             ))),
-            Poll::Ready(Ok((mut io, peer))) => Poll::Ready(
-                Registration::new(lp, &mut io).map(|reg| (UnixStream { io, reg }, peer)),
-            ),
+            Poll::Ready(Ok((mut io, peer))) => {
+                Poll::Ready(Registration::new(lp, &mut io).map(|reg| {
+                    (
+                        UnixStream {
+                            io,
+                            reg,
+                            ahead: Default::default(),
+                        },
+                        peer,
+                    )
+                }))
+            }
         }
     }
 
@@ -243,6 +252,7 @@ impl fmt::Debug for UnixListener {
 pub struct UnixStream {
     io: sys::UnixStream,
     reg: Registration,
+    ahead: super::ReadAhead,
 }
 
 impl UnixStream {
@@ -312,7 +322,11 @@ impl UnixStream {
             }
         };
         let reg = Registration::new(lp, &mut io)?;
-        let stream = UnixStream { io, reg };
+        let stream = UnixStream {
+            io,
+            reg,
+            ahead: Default::default(),
+        };
         // Writable means the attempt finished: either connected or failed.
         poll_fn(|cx| {
             stream.reg.poll_io(cx, Direction::Write, || {
@@ -371,9 +385,20 @@ impl UnixStream {
         let (mut a, mut b) =
             sys::UnixStream::pair().map_err(|e| Error::io("creating a Unix stream pair", e))?;
         let ra = Registration::new(lp, &mut a)?;
-        let first = UnixStream { io: a, reg: ra };
+        let first = UnixStream {
+            io: a,
+            reg: ra,
+            ahead: Default::default(),
+        };
         let rb = Registration::new(lp, &mut b)?;
-        Ok((first, UnixStream { io: b, reg: rb }))
+        Ok((
+            first,
+            UnixStream {
+                io: b,
+                reg: rb,
+                ahead: Default::default(),
+            },
+        ))
     }
 
     /// The address of the peer (unnamed for a pair or an accepted client).
