@@ -151,20 +151,33 @@ fn slab_key(tagged: u32) -> usize {
     (tagged & !TAGS) as usize
 }
 
+#[inline]
 fn forget_context(lp: &Inner, tagged: u32) {
     if tagged & OWN_CONTEXT != 0 {
-        if let Ok(mut map) = lp.task_contexts.try_borrow_mut() {
-            map.remove(&slab_key(tagged));
-        }
+        forget_own_context(lp, tagged);
+    }
+}
+
+#[cold]
+fn forget_own_context(lp: &Inner, tagged: u32) {
+    if let Ok(mut map) = lp.task_contexts.try_borrow_mut() {
+        map.remove(&slab_key(tagged));
     }
 }
 
 /// Where the task with this tagged key was created, if the loop was in
 /// debug mode then.
+#[inline]
 fn take_location(lp: &Inner, tagged: u32) -> Option<&'static Location<'static>> {
     if tagged & HAS_LOCATION == 0 {
-        return None;
+        None
+    } else {
+        take_recorded_location(lp, tagged)
     }
+}
+
+#[cold]
+fn take_recorded_location(lp: &Inner, tagged: u32) -> Option<&'static Location<'static>> {
     lp.debug_locations
         .try_borrow_mut()
         .ok()?

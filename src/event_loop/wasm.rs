@@ -8,7 +8,8 @@
 //!    queue;
 //! 2. runs only the ready work queued before the turn began (anything it
 //!    schedules runs in a later turn), checking the clock every
-//!    [`CLOCK_EVERY`] items: once the **slice** (the turns since the host last
+//!    [`CLOCK_EVERY`] items (less often, up to [`CLOCK_EVERY_MAX`], while
+//!    the items are quick): once the **slice** (the turns since the host last
 //!    had control) has used its budget, the turn stops early, leaving the
 //!    rest at the front of the queue;
 //! 3. asks the host for the next turn: a microtask while the slice has
