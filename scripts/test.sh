@@ -8,6 +8,7 @@
 #                              example, and the benchmark program in its
 #                              --smoke mode
 #   ./scripts/test.sh --quick  skips windows-gnu (clippy, Wine), the tour and the bench
+#                              (wasm32: see the block near the end)
 #
 # Needs only rustup's toolchain (cargo, rustc, clippy, rustfmt); it installs the
 # rustup target it uses, and (scripts/wine/setup.sh) mingw-w64 and wine64 with
@@ -20,7 +21,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
         -h | --help)
-            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -82,6 +83,18 @@ if [ "$quick" = 0 ]; then
 fi
 step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step test cargo test --workspace --all-targets
+# --- io_uring: the whole native suite again on each Linux backend ----------
+# The run above uses Backend::Auto (io_uring on Linux when the kernel allows
+# it). Each forced run prints the backend it used (tests/backend.rs).
+if [ "$(uname -s)" = Linux ]; then
+    for backend in selector proactor; do
+        step "test-$backend" env AIOLOOP_BACKEND=$backend \
+            cargo test --workspace --all-targets
+        AIOLOOP_BACKEND=$backend cargo test -q --test backend prints_the_backend_of_this_run \
+            -- --nocapture 2>/dev/null | grep 'aioloop backend of this run'
+    done
+fi
+# --- end io_uring ------------------------------------------------------------
 step doctest cargo test --doc
 if [ "$quick" = 0 ]; then
     # Windows: the whole suite, cross-built and run under Wine once per
@@ -95,6 +108,83 @@ if [ "$quick" = 0 ]; then
     # proves it builds and runs; the figures come from a full run (README).
     step bench-smoke cargo run --release -p aioloop-bench -- --smoke
 fi
+
+# --- wasm32 (issue 6): the wasm backend, the JS API, wasm-tests, the package ---
+# Full run: installs what it needs (the wasm32 target, the wasm-bindgen CLI
+# pinned in Cargo.toml, Debian's chromium + chromium-driver), then clippy and
+# rustdoc for wasm32, wasm-tests in Node and in headless Chromium, the npm
+# package build (scripts/build-wasm.sh) and its JS tests (wasm-tests/js/).
+# --quick installs nothing and runs the wasm clippy and the Node suites only
+# when the tools are already there.
+WASM_TARGET=wasm32-unknown-unknown
+WBG_VERSION=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml | head -1)
+CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+
+wasm_tools_ready() {
+    command -v rustup >/dev/null 2>&1 &&
+        rustup target list --installed | grep -qx "$WASM_TARGET" &&
+        [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" = "$WBG_VERSION" ]
+}
+
+install_wasm_tools() {
+    rustup target add "$WASM_TARGET"
+    if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG_VERSION" ]; then
+        # About 3 minutes, once; `--locked` does not build this version.
+        cargo install wasm-bindgen-cli --version "$WBG_VERSION"
+    fi
+}
+
+install_chromium() {
+    if command -v chromium >/dev/null 2>&1 && [ -x "$CHROMEDRIVER" ]; then
+        echo "chromium and chromedriver already installed"
+        return
+    fi
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver
+}
+
+clippy_wasm() {
+    # The library with and without the JS API, and the wasm test suites.
+    cargo clippy --target "$WASM_TARGET" -p aioloop --lib --features js -- -D warnings
+    cargo clippy --target "$WASM_TARGET" -p aioloop --lib -- -D warnings
+    cargo clippy --target "$WASM_TARGET" -p aioloop-wasm-tests --all-targets -- -D warnings
+}
+
+# The suites (wasm-tests/) and the library's own wasm32 unit tests. The
+# runner (wasm-bindgen-test-runner) comes from .cargo/config.toml.
+wasm_tests() {
+    cargo test --target "$WASM_TARGET" -p aioloop-wasm-tests
+    cargo test --target "$WASM_TARGET" -p aioloop --lib
+}
+
+wasm_tests_chromium() {
+    CHROMEDRIVER="$CHROMEDRIVER" WASM_BINDGEN_USE_BROWSER=1 \
+        WASM_BINDGEN_TEST_WEBDRIVER_JSON="$(pwd)/wasm-tests/webdriver.json" \
+        wasm_tests
+}
+
+if [ "$quick" = 0 ]; then
+    step wasm-tools install_wasm_tools
+    step chromium install_chromium
+fi
+if [ "$quick" = 0 ] || wasm_tools_ready; then
+    step clippy-wasm clippy_wasm
+    step rustdoc-wasm env RUSTDOCFLAGS="-D warnings" \
+        cargo doc --target "$WASM_TARGET" -p aioloop --features js --no-deps
+    step wasm-test-node wasm_tests
+else
+    echo
+    echo "test.sh: --quick: skipping the wasm32 steps (no $WASM_TARGET target or wasm-bindgen-test-runner $WBG_VERSION; a full run installs them)"
+fi
+if [ "$quick" = 0 ]; then
+    step wasm-test-chromium wasm_tests_chromium
+    step wasm-package ./scripts/build-wasm.sh
+    # The package as JS sees it (node's test runner over pkg/node).
+    step wasm-package-js node --test wasm-tests/js/
+fi
+# --- end wasm32 ---
 
 echo
 echo "test.sh: all ${#passed[@]} steps passed (${passed[*]}) in $((SECONDS - started))s" \

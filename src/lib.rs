@@ -57,9 +57,10 @@
 //!
 //! ## Platforms
 //!
-//! Unix and Windows. Loops wait in a [backend](Backend): the selector (mio:
-//! epoll, kqueue, Windows AFD) everywhere, and on Windows the IOCP proactor,
-//! which is the default there as in asyncio. Signals (`signal`),
+//! Unix, Windows and wasm32 (below). Natively, loops wait in a
+//! [backend](Backend): the selector (mio: epoll, kqueue, Windows AFD), the
+//! io_uring proactor on Linux and the IOCP
+//! proactor on Windows (the default there, as in asyncio). Signals (`signal`),
 //! subprocesses and pipes (`process`), Unix sockets, asyncio's `sock_*`
 //! calls and readiness callbacks on raw fds (`add_reader` …) are Unix-only:
 //! they are absent from the Windows build, so using them there is a compile
@@ -76,6 +77,17 @@
 //! let _ = aioloop::process::Command::new("true");
 //! ```
 //!
+//! ## On wasm32 (browsers, Node)
+//!
+//! On `wasm32-unknown-unknown` the same API compiles on a backend the JS
+//! host drives (microtask turns, one host `setTimeout` per loop, turns
+//! budgeted so pages keep painting): loops run as soon as they have work,
+//! `EventLoop::run_once` / `start` / `stats` / `set_tick_budget` and
+//! `Task::into_promise` replace the blocking entry points, which (with
+//! threads, sockets, signals and subprocesses) do not exist there. The `js`
+//! feature adds the JS API (`aioloop::js`, built into an npm package by
+//! `scripts/build-wasm.sh`). See the README's WebAssembly section.
+//!
 //! ## Layers
 //!
 //! `policy` → `context` (which loop is current here?) and `event_loop` →
@@ -88,11 +100,16 @@ mod backend;
 mod context;
 mod error;
 mod event_loop;
+#[cfg(not(target_arch = "wasm32"))]
 mod executor;
+#[cfg(all(target_arch = "wasm32", feature = "js"))]
+pub mod js;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod net;
 mod policy;
 #[cfg(unix)]
 pub mod process;
+#[cfg(not(target_arch = "wasm32"))]
 mod runner;
 #[cfg(unix)]
 pub mod signal;
@@ -109,14 +126,20 @@ pub use event_loop::{
     EventLoop, ExceptionContext, ExceptionHandler, Handle, LoopBuilder, ThreadsafeHandle,
     TimerHandle,
 };
+#[cfg(not(target_arch = "wasm32"))]
 pub use executor::ExecutorFuture;
 pub use policy::{
     get_event_loop, get_event_loop_policy, get_running_loop, new_event_loop, set_event_loop,
     set_event_loop_policy, ContextPolicy, DefaultEventLoopPolicy, EventLoopPolicy,
-    SelectorEventLoopPolicy,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use policy::{ProactorEventLoopPolicy, SelectorEventLoopPolicy};
 #[cfg(windows)]
 pub use policy::{WindowsProactorEventLoopPolicy, WindowsSelectorEventLoopPolicy};
+#[cfg(not(target_arch = "wasm32"))]
 pub use runner::{run, Runner};
 pub use task::Task;
-pub use time::{sleep, timeout, wait_for, yield_now, Sleep, Timeout, YieldNow};
+pub use time::{sleep, timeout, wait_for, yield_now, Instant, Sleep, Timeout, YieldNow};
+// --- wasm32 (issue 6): host-driven loops ---
+#[cfg(target_arch = "wasm32")]
+pub use event_loop::wasm::{LoopStats, DEFAULT_TICK_BUDGET};

@@ -299,9 +299,10 @@ macro_rules! thread_policy {
 
 thread_policy! {
     /// The default policy: one current loop per thread, loops on the
-    /// platform's default backend: the selector on Unix, the proactor (IOCP)
-    /// on Windows as asyncio since Python 3.8 (`AIOLOOP_BACKEND` overrides
-    /// both).
+    /// platform's default backend: the proactor (io_uring) on Linux where
+    /// the kernel allows it, else the selector; the proactor (IOCP) on
+    /// Windows, as asyncio since Python 3.8; the host-driven wasm backend on
+    /// wasm32 (`AIOLOOP_BACKEND` overrides the native choice).
     ///
     /// As in Python 3.14, [`get_event_loop`](EventLoopPolicy::get_event_loop)
     /// never creates a loop: it errors until one is set.
@@ -321,6 +322,7 @@ thread_policy! {
     DefaultEventLoopPolicy, Backend::Auto
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 thread_policy! {
     /// Like [`DefaultEventLoopPolicy`], but its loops always use the selector
     /// backend (asyncio's `SelectorEventLoop`).
@@ -335,6 +337,31 @@ thread_policy! {
     /// # lp.close().unwrap();
     /// ```
     SelectorEventLoopPolicy, Backend::Selector
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+thread_policy! {
+    /// Like [`DefaultEventLoopPolicy`], but its loops always use the proactor
+    /// backend (asyncio's `ProactorEventLoop`): io_uring on Linux, IOCP on
+    /// Windows. Where the
+    /// kernel refuses io_uring, `new_event_loop` returns an
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error naming
+    /// the cause instead of falling back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aioloop::{Backend, ErrorKind, EventLoopPolicy, ProactorEventLoopPolicy};
+    ///
+    /// match ProactorEventLoopPolicy::new().new_event_loop() {
+    ///     Ok(lp) => {
+    ///         assert_eq!(lp.backend(), Backend::Proactor);
+    ///         lp.close().unwrap();
+    ///     }
+    ///     Err(e) => assert_eq!(e.kind(), ErrorKind::Unsupported),
+    /// }
+    /// ```
+    ProactorEventLoopPolicy, Backend::Proactor
 }
 
 #[cfg(windows)]

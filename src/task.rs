@@ -376,6 +376,8 @@ pub(crate) fn spawn<F: Future + 'static>(
         runnable.run();
     } else {
         inner.ready.borrow_mut().push_back(Ready::Task(runnable));
+        #[cfg(target_arch = "wasm32")]
+        inner.wake_host();
     }
     Task {
         raw: Some(task),

@@ -9,13 +9,38 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slab::Slab;
 
 use crate::event_loop::handle::Callback;
 use crate::task::TaskEntry;
 use crate::{Error, ErrorKind, EventLoop};
+
+/// The loop's clock: a monotonic instant, [`std::time::Instant`] itself on
+/// native targets.
+///
+/// On `wasm32-unknown-unknown` std's `Instant::now()` panics, so there it is
+/// [`web_time::Instant`](https://docs.rs/web-time), the same API over the
+/// host's `performance.now()`. Write `aioloop::Instant` in code that builds
+/// for both.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let lp = aioloop::EventLoop::new().unwrap();
+/// let when: aioloop::Instant = lp.time() + Duration::from_millis(1);
+/// lp.call_at(when, || {}).unwrap();
+/// # lp.close().unwrap();
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub use std::time::Instant;
+/// The loop's clock (see the native documentation): `web_time::Instant`,
+/// over the host's `performance.now()`.
+#[cfg(target_arch = "wasm32")]
+pub use web_time::Instant;
 
 // ---------------------------------------------------------------------------
 // The timer store.
@@ -62,7 +87,7 @@ pub(crate) fn to_nanos(when: Instant) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn from_nanos(ns: u64) -> Instant {
+pub(crate) fn from_nanos(ns: u64) -> Instant {
     base() + Duration::from_nanos(ns)
 }
 
@@ -497,6 +522,9 @@ impl Future for Sleep {
                 target,
                 &mut lp.inner.tasks.borrow_mut(),
             );
+            // Polled outside a turn (by a foreign executor): arm the host.
+            #[cfg(target_arch = "wasm32")]
+            lp.inner.wake_host();
             this.key = id.key;
             this.seq = id.seq;
             this.lp = Some(lp);

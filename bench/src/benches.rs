@@ -16,6 +16,7 @@ use futures::channel::oneshot;
 
 use crate::runtimes::Runtime;
 use crate::sys;
+use crate::xproc;
 
 /// What a benchmark measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -469,7 +470,7 @@ fn tcp_ping_pong_64x1k<R: Runtime>(s: Size) -> Outcome {
 
 /// The protocol-API echo server: writes back what comes.
 #[derive(Default)]
-struct EchoProtocol(Option<Transport>);
+pub(crate) struct EchoProtocol(Option<Transport>);
 
 impl Protocol for EchoProtocol {
     fn connection_made(&mut self, transport: &Transport) {
@@ -593,6 +594,29 @@ fn tcp_proto_ping_pong_64x64<R: Runtime>(s: Size) -> Outcome {
 /// Protocol API, 64 connections, 1 KiB messages, `n` round trips each.
 fn tcp_proto_ping_pong_64x1k<R: Runtime>(s: Size) -> Outcome {
     tcp_proto_ping_pong::<R>(s, 64, 1024)
+}
+
+/// The unit of the cross-process benchmarks.
+const XPROC_UNIT: &str = "server CPU ns/msg";
+
+/// Cross-process echo, streams server, 1 connection of 64-byte messages.
+fn tcp_echo_xproc_1x64<R: Runtime>(s: Size) -> Outcome {
+    xproc::xproc_echo::<R>(s, xproc::Mode::Streams, 1, 64)
+}
+
+/// Cross-process echo, streams server, 64 connections of 64-byte messages.
+fn tcp_echo_xproc_64x64<R: Runtime>(s: Size) -> Outcome {
+    xproc::xproc_echo::<R>(s, xproc::Mode::Streams, 64, 64)
+}
+
+/// Cross-process echo, protocol-API server, 1 connection of 64-byte messages.
+fn tcp_proto_echo_xproc_1x64<R: Runtime>(s: Size) -> Outcome {
+    xproc::xproc_echo::<R>(s, xproc::Mode::Protocols, 1, 64)
+}
+
+/// Cross-process echo, protocol-API server, 64 connections of 64-byte messages.
+fn tcp_proto_echo_xproc_64x64<R: Runtime>(s: Size) -> Outcome {
+    xproc::xproc_echo::<R>(s, xproc::Mode::Protocols, 64, 64)
 }
 
 /// `udp_ping_pong`'s client socket and its echo server's address.
@@ -799,6 +823,26 @@ benches! {
         about: "1 pair of loopback UDP sockets, n round trips (10,000) of m-byte datagrams (64): client send_to + recv_from, an echo task recv_from + send_to on the same runtime",
         peers: None,
     }
+    tcp_echo_xproc_1x64 {
+        kind: Kind::Time, unit: XPROC_UNIT, full: size(1_000, 0, 1), smoke: size(100, 0, 1),
+        about: "cross-process TCP echo: the runtime's echo server (a task per connection: read into a 64 KiB buffer, write_all it back) in its own process pinned to CPU 0; one shared load client (plain mio, the same for every server) pinned to CPU 1 keeps one 64 B message in flight on 1 connection; after a 300 ms warm-up it counts echoed messages for n ms (1,000); value = server CPU time (user + kernel, /proc/PID/task/*/schedstat) per message",
+        peers: None,
+    }
+    tcp_echo_xproc_64x64 {
+        kind: Kind::Time, unit: XPROC_UNIT, full: size(1_000, 0, 1), smoke: size(100, 0, 1),
+        about: "as tcp_echo_xproc_1x64 with 64 connections, one 64 B message in flight on each",
+        peers: None,
+    }
+    tcp_proto_echo_xproc_1x64 {
+        kind: Kind::Time, unit: XPROC_UNIT, full: size(1_000, 0, 1), smoke: size(100, 0, 1),
+        about: "tcp_echo_xproc_1x64 with aioloop's protocol-API echo server (create_server; data_received writes back what came; no task per connection)",
+        peers: Some("their streams server, tcp_echo_xproc_1x64 (no protocol API)"),
+    }
+    tcp_proto_echo_xproc_64x64 {
+        kind: Kind::Time, unit: XPROC_UNIT, full: size(1_000, 0, 1), smoke: size(100, 0, 1),
+        about: "as tcp_proto_echo_xproc_1x64 with 64 connections",
+        peers: Some("their streams server, tcp_echo_xproc_64x64 (no protocol API)"),
+    }
     mem_pending_tasks {
         kind: Kind::Memory, unit: "B/task", full: size(1_000_000, 0, 1), smoke: size(10_000, 0, 1),
         about: "n detached tasks (1M) each awaiting std::future::pending()",
@@ -820,6 +864,11 @@ impl Bench {
     /// One of the I/O benchmarks (their op is a network round trip).
     pub fn is_io(&self) -> bool {
         self.unit == "ns/round trip"
+    }
+
+    /// One of the cross-process benchmarks (server and client processes).
+    pub fn is_xproc(&self) -> bool {
+        self.unit == XPROC_UNIT
     }
 }
 

@@ -9,6 +9,7 @@ mod benches;
 mod report;
 mod runtimes;
 mod sys;
+mod xproc;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ OPTIONS:
   --strace B R          syscalls per op under strace -c -f, at smoke sizes
                         (B: benchmark names a,b, or all = the I/O benchmarks;
                         R: a runtime name, or all); writes results/syscalls.md
+  --echo-server R MODE  the cross-process benchmark's echo server (MODE: streams
+                        or protocols); prints `listening on ADDR`
+  --echo-client ADDR CONNS MSG MILLIS PID
+                        its shared load client; prints a CLIENT line
   --child B R           run one benchmark once and print a RESULT line
                         (used by the parent; also takes --smoke and --reps N)
   -h, --help            this text
@@ -136,6 +141,25 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // The cross-process echo benchmark's two helper roles (see `xproc`).
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let role = match raw.first().map(String::as_str) {
+        Some("--echo-server") => Some(match raw.get(1..3) {
+            Some([r, m]) => xproc::Mode::parse(m).and_then(|m| xproc::serve_by_name(r, m)),
+            _ => Err("--echo-server needs RUNTIME MODE".to_string()),
+        }),
+        Some("--echo-client") => Some(xproc::client(&raw[1..])),
+        _ => None,
+    };
+    if let Some(result) = role {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
@@ -303,7 +327,13 @@ fn run_child(
 }
 
 fn parent(args: &Args) -> Result<(), String> {
-    let (benches, runtimes) = selected(args)?;
+    let (mut benches, runtimes) = selected(args)?;
+    if benches.iter().any(|b| b.is_xproc()) && !(taskset_works("0") && taskset_works("1")) {
+        println!(
+            "note: the cross-process benchmarks need `taskset` and CPUs 0 and 1: skipped here"
+        );
+        benches.retain(|b| !b.is_xproc());
+    }
     let pin = if taskset_works(&args.cpu) {
         Some(args.cpu.as_str())
     } else {
@@ -775,7 +805,12 @@ mod tests {
     #[test]
     fn every_bench_runs_on_every_runtime_in_smoke_size() {
         // Run in-process on this test thread: each runtime builds its own.
-        for b in BENCHES.iter().filter(|b| b.kind == Kind::Time) {
+        // The cross-process ones start this binary's helper roles, which a
+        // test harness does not have: `--smoke` runs them (scripts/test.sh).
+        for b in BENCHES
+            .iter()
+            .filter(|b| b.kind == Kind::Time && !b.is_xproc())
+        {
             for r in RUNTIMES {
                 let o = (r.run)(b.name, b.smoke).expect("known benchmark");
                 assert!(o.value > 0.0 && o.ops > 0, "{} {}: {o:?}", b.name, r.name);

@@ -516,6 +516,8 @@ pub struct RuntimeEntry {
     pub about: &'static str,
     /// Runs one benchmark by name (`None`: unknown benchmark).
     pub run: fn(&str, Size) -> Option<Outcome>,
+    /// Runs this runtime's echo server for the cross-process benchmark.
+    pub serve: fn(crate::xproc::Mode),
 }
 
 const fn entry<R: Runtime>() -> RuntimeEntry {
@@ -523,6 +525,7 @@ const fn entry<R: Runtime>() -> RuntimeEntry {
         name: R::NAME,
         about: R::ABOUT,
         run: benches::run::<R>,
+        serve: crate::xproc::serve::<R>,
     }
 }
 

@@ -44,12 +44,15 @@ mkdir -p "$WINEPREFIX"
 # nowhere, so it holds no pipe of the caller open. It fails when a server
 # for this prefix already runs, which is as good.
 /usr/lib/wine/wineserver -p60 </dev/null >/dev/null 2>&1 || true
-if [ ! -f "$WINEPREFIX/system.reg" ]; then
+# The prefix is made once wineboot has populated C:\windows (the registry
+# files appear only when the persistent wineserver saves them, later).
+made="$WINEPREFIX/drive_c/windows/system32"
+if [ ! -d "$made" ]; then
     echo "wine/setup.sh: creating the Wine prefix $WINEPREFIX"
     # wineboot complains that there is no 32-bit Wine (no syswow64): harmless.
     /usr/lib/wine/wine64 wineboot --init >/dev/null 2>&1 || true
-    if [ ! -f "$WINEPREFIX/system.reg" ]; then
-        echo "wine/setup.sh: wineboot did not create $WINEPREFIX" >&2
+    if [ ! -d "$made" ]; then
+        echo "wine/setup.sh: wineboot did not create $made" >&2
         exit 1
     fi
 fi

@@ -1,7 +1,7 @@
 //! How the loop waits: the backend contract and the one place that picks the
 //! backend.
 //!
-//! Everything that touches the operating system (or, later, the JS host) lives
+//! Everything that touches the operating system (or the JS host) lives
 //! below this module. The event loop above it sees only this contract, which
 //! every backend implements with the same names:
 //!
@@ -27,7 +27,15 @@
 //!     fn register_source(&mut self, &mut impl net::Source, token) -> io::Result<()>
 //!     fn deregister_source(&mut self, &mut impl net::Source) -> io::Result<()>
 //!         An I/O object (socket, pipe) joins the driver for both directions;
-//!         the driver reports its readiness changes as events with `token`.
+//!         the driver reports its readiness changes as events with `token`
+//!         (edge-triggered: every change, including the state at
+//!         registration). One registration per fd: an fd already watched by
+//!         `register` is refused with EEXIST, as epoll does. Deregistration
+//!         takes effect before it returns (the caller closes the socket next).
+//!     fn close(&mut self)
+//!         The loop is closing: cancel every operation in flight and reap
+//!         all their completions before returning, so no buffer is freed
+//!         and no file kept open under the kernel. Later registrations fail.
 //!
 //! mod net                             the socket types I/O objects wrap
 //!     TcpListener, TcpStream, UdpSocket (+ UnixListener, UnixStream,
@@ -47,8 +55,24 @@
 //!         many times; the loop coalesces calls with an atomic flag.
 //! ```
 //!
+//! On Linux the backend is chosen at run time, so `sys` is `linux`, a driver
+//! that dispatches to `selector` (epoll through mio) or `proactor::uring`
+//! (io_uring: readiness through `POLL_ADD`, one `io_uring_enter` per poll).
+//!
 //! Tokens are plain `usize` values chosen by the loop (`slab` keys); the
 //! backend hands them back untouched in [`Event`].
+//!
+//! ## Buffers (for completion backends)
+//!
+//! A readiness backend (the selector) only says "you may read now", so the
+//! caller's buffer is borrowed for the length of one non-blocking syscall. A
+//! completion backend (io_uring, IOCP) writes into a buffer *after* the call
+//! that submitted the operation returned, so the rule for every operation that
+//! the contract grows is: **a buffer the kernel may write into or read from is
+//! owned by the operation (or the runtime) until the completion is reaped**,
+//! never borrowed from a future that could be dropped first. Cancelling such an
+//! operation means submitting a cancel and keeping the buffer alive until the
+//! cancel's completion arrives.
 //!
 //! ## Windows: two backends behind one `sys`
 //!
@@ -63,24 +87,17 @@
 //! listener keeps `AcceptEx` calls in flight, a connect is a `ConnectEx`;
 //! each completion becomes an [`Event`] of its direction. The `OVERLAPPED`
 //! plumbing (and all of the crate's `unsafe`) stays in `iocp/`.
+//! Its `completions()` is false: the loop sees readiness only.
 //!
-//! ## Buffers (for completion backends)
+//! ## wasm32: the host waits, not the loop
 //!
-//! A readiness backend (the selector) only says "you may read now", so the
-//! caller's buffer is borrowed for the length of one non-blocking syscall. A
-//! completion backend (io_uring, IOCP) writes into a buffer *after* the call
-//! that submitted the operation returned, so the rule for every operation that
-//! the contract grows is: **a buffer the kernel may write into or read from is
-//! owned by the operation (or the runtime) until the completion is reaped**,
-//! never borrowed from a future that could be dropped first. Cancelling such an
-//! operation means submitting a cancel and keeping the buffer alive until the
-//! cancel's completion arrives. The IOCP backend does exactly this: an
-//! operation's `OVERLAPPED`, buffers and socket live in a reference-counted
-//! op of which the kernel holds one count from submission until
-//! `GetQueuedCompletionStatusEx` hands the completion back; a dropped object
-//! cancels its reads with `CancelIoEx` (its sends complete, so written bytes
-//! still reach the peer), and closing a loop cancels and reaps everything in
-//! flight.
+//! On `wasm32-unknown-unknown` (`wasm/`) nothing may block, so the `Driver`
+//! has `new`, `kind` and `notifier` but no `poll` and no registrations:
+//! instead it owns a `Scheduler` through which the loop asks the JS host for
+//! its next turn (one microtask per batch, one host timeout for the earliest
+//! deadline, a yielding macrotask after a turn that used up its budget), and
+//! `Notifier::notify` asks for a turn from a waker. `event_loop/wasm.rs` is
+//! the loop's side. Its module doc has the details.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -88,7 +105,16 @@ use std::sync::OnceLock;
 use crate::{Error, ErrorKind};
 
 cfg_if::cfg_if! {
-    if #[cfg(unix)] {
+    if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
+        pub(crate) mod wasm;
+        pub(crate) use wasm as sys;
+    } else if #[cfg(target_os = "linux")] {
+        // Chosen at run time: `linux::Driver` dispatches to either.
+        pub(crate) mod selector;
+        pub(crate) mod proactor;
+        pub(crate) mod linux;
+        pub(crate) use linux as sys;
+    } else if #[cfg(unix)] {
         pub(crate) mod selector;
         pub(crate) use selector as sys;
     } else if #[cfg(windows)] {
@@ -99,7 +125,7 @@ cfg_if::cfg_if! {
         pub(crate) mod windows;
         pub(crate) use windows as sys;
     } else {
-        compile_error!("aioloop supports Unix and Windows for now; the wasm32 backend is on its way");
+        compile_error!("aioloop supports Unix, Windows and wasm32-unknown-unknown (browsers, Node)");
     }
 }
 
@@ -112,10 +138,13 @@ pub(crate) mod signal;
 
 /// Which backend a loop waits in.
 ///
-/// `Auto` picks the platform's default (the selector on Unix, the proactor
-/// on Windows); the `AIOLOOP_BACKEND` environment variable (`selector`,
-/// `proactor` on Windows, `auto`), read once per process, overrides it so a
-/// whole test suite can be forced onto one backend.
+/// `Auto` picks the platform's default: on Linux the proactor (io_uring)
+/// when the kernel allows it, else the selector (the choice is probed once
+/// per process, and a fallback is logged once); on Windows the proactor
+/// (IOCP); elsewhere the selector. The
+/// `AIOLOOP_BACKEND` environment variable (`selector`, `proactor`, `auto`),
+/// read once per process, overrides `Auto`, so a whole test suite can be
+/// forced onto one backend.
 ///
 /// Pass it to [`LoopBuilder::backend`](crate::LoopBuilder::backend);
 /// [`EventLoop::backend`](crate::EventLoop::backend) reports the one a loop
@@ -129,21 +158,40 @@ pub(crate) mod signal;
 /// let lp = EventLoop::builder().backend(Backend::Selector).build().unwrap();
 /// assert_eq!(lp.backend(), Backend::Selector);
 /// lp.close().unwrap();
+///
+/// // The proactor is io_uring on Linux; where the kernel refuses it, asking
+/// // for it explicitly is an error that names the cause.
+/// match EventLoop::builder().backend(Backend::Proactor).build() {
+///     Ok(lp) => {
+///         assert_eq!(lp.backend(), Backend::Proactor);
+///         lp.close().unwrap();
+///     }
+///     Err(e) => assert_eq!(e.kind(), aioloop::ErrorKind::Unsupported),
+/// }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The platform's default: the selector on Unix, the proactor on
-    /// Windows.
+    /// The platform's default: the proactor on Linux when io_uring is
+    /// usable (falling back to the selector) and on Windows (IOCP),
+    /// [`Wasm`](Backend::Wasm) on wasm32, the selector elsewhere.
     #[default]
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
     Selector,
-    /// Completion-based: an I/O completion port (IOCP) on Windows, where it
-    /// is the default (as asyncio's `ProactorEventLoop` since Python 3.8).
-    /// Elsewhere a loop asked for it fails with
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    /// Completion-based (asyncio's `ProactorEventLoop`): io_uring on Linux,
+    /// where readiness callbacks (`add_reader`) work too, through
+    /// `POLL_ADD`; an I/O completion port (IOCP) on Windows, where it is the
+    /// default as in asyncio since Python 3.8.
     Proactor,
+    // --- wasm32 (issue 6) ---
+    /// Driven by the JS host (browsers, Node) on `wasm32-unknown-unknown`:
+    /// never blocks; ready work runs in a microtask, timers share one host
+    /// `setTimeout`, long bursts yield to the host (see
+    /// [`EventLoop::run_once`](crate::EventLoop) and the crate's wasm notes).
+    /// The only backend there, and unavailable elsewhere.
+    Wasm,
+    // --- end wasm32 ---
 }
 
 impl fmt::Display for Backend {
@@ -152,6 +200,7 @@ impl fmt::Display for Backend {
             Backend::Auto => "auto",
             Backend::Selector => "selector",
             Backend::Proactor => "proactor",
+            Backend::Wasm => "wasm",
         })
     }
 }
@@ -165,50 +214,72 @@ impl Backend {
     /// `Auto` honours `AIOLOOP_BACKEND` (read once per process), so a whole
     /// test suite can be run against one backend without code changes.
     pub(crate) fn resolve(self) -> Result<Backend, Error> {
+        if cfg!(target_arch = "wasm32") {
+            return self.on_wasm32();
+        }
         match self {
             Backend::Auto => {
                 static CHOICE: OnceLock<Result<Backend, Error>> = OnceLock::new();
                 CHOICE
-                    .get_or_init(|| match std::env::var(BACKEND_ENV) {
-                        Ok(v) => Backend::parse(&v),
-                        Err(_) => Ok(Backend::platform_default()),
+                    .get_or_init(|| {
+                        let from_env = std::env::var(BACKEND_ENV).ok();
+                        match from_env.as_deref().map(Backend::parse).transpose()? {
+                            Some(Backend::Proactor) => {
+                                Backend::proactor(format_args!("{BACKEND_ENV}=proactor"))
+                            }
+                            Some(Backend::Selector) => Ok(Backend::Selector),
+                            _ => Ok(sys::auto_backend()),
+                        }
                     })
                     .clone()
             }
-            Backend::Proactor if cfg!(not(windows)) => Err(Error::new(
+            Backend::Proactor => Backend::proactor(format_args!("Backend::Proactor")),
+            Backend::Wasm => Err(Error::new(
                 ErrorKind::Unsupported,
-                "Backend::Proactor: this build has no proactor backend on this platform \
-                 (IOCP is Windows-only); use Backend::Selector or Backend::Auto",
+                "the wasm backend exists only on wasm32-unknown-unknown: use Backend::Auto or Backend::Selector here",
             )),
             other => Ok(other),
         }
     }
 
-    /// What `Auto` means without `AIOLOOP_BACKEND`: the proactor (IOCP) on
-    /// Windows, as asyncio; the selector elsewhere.
-    fn platform_default() -> Backend {
-        if cfg!(windows) {
-            Backend::Proactor
-        } else {
-            Backend::Selector
+    /// `Proactor` if the kernel allows it, else an error naming the cause.
+    fn proactor(asked: fmt::Arguments<'_>) -> Result<Backend, Error> {
+        sys::proactor_support()
+            .map(|()| Backend::Proactor)
+            .map_err(|cause| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{asked}: the proactor backend cannot run here: {cause}; \
+                         use Backend::Selector, or Backend::Auto (which falls back to the selector)"
+                    ),
+                )
+            })
+    }
+    // --- wasm32 (issue 6) ---
+    /// [`resolve`](Backend::resolve) on wasm32, where the host-driven backend
+    /// is the only one.
+    fn on_wasm32(self) -> Result<Backend, Error> {
+        match self {
+            Backend::Auto | Backend::Wasm => Ok(Backend::Wasm),
+            other => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the {other} backend does not exist on wasm32: use Backend::Auto or Backend::Wasm"),
+            )),
         }
     }
+    // --- end wasm32 ---
 
     fn parse(value: &str) -> Result<Backend, Error> {
         match value.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(Backend::platform_default()),
+            "" | "auto" => Ok(Backend::Auto),
             "selector" => Ok(Backend::Selector),
-            "proactor" if cfg!(windows) => Ok(Backend::Proactor),
-            "proactor" => Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "{BACKEND_ENV}=proactor: no proactor backend on this platform yet (IOCP is \
-                     Windows-only; io_uring is on its way); unset {BACKEND_ENV} or set it to `selector`"
-                ),
-            )),
+            "proactor" => Ok(Backend::Proactor),
             other => Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("{BACKEND_ENV}={other:?} names no backend: use `selector` or `auto`"),
+                format!(
+                    "{BACKEND_ENV}={other:?} names no backend: use `selector`, `proactor` or `auto`"
+                ),
             )),
         }
     }
@@ -251,22 +322,21 @@ mod tests {
     #[test]
     fn env_values_parse_to_backends_or_clear_errors() {
         assert_eq!(Backend::parse("selector").unwrap(), Backend::Selector);
-        assert_eq!(
-            Backend::parse(" Auto ").unwrap(),
-            Backend::platform_default()
-        );
-        assert_eq!(Backend::parse("").unwrap(), Backend::platform_default());
-        if cfg!(windows) {
-            assert_eq!(Backend::parse("proactor").unwrap(), Backend::Proactor);
-            assert_eq!(Backend::platform_default(), Backend::Proactor);
-        } else {
-            let e = Backend::parse("proactor").unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Unsupported);
-            assert!(e.message().contains("selector"));
-        }
+        assert_eq!(Backend::parse(" Auto ").unwrap(), Backend::Auto);
+        assert_eq!(Backend::parse("").unwrap(), Backend::Auto);
+        assert_eq!(Backend::parse("PROACTOR").unwrap(), Backend::Proactor);
         let e = Backend::parse("kqueue-please").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("AIOLOOP_BACKEND"));
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn the_wasm_backend_is_refused_off_wasm32() {
+        let e = Backend::Wasm.resolve().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("wasm32"));
+        assert_eq!(Backend::Wasm.to_string(), "wasm");
     }
 
     #[test]

@@ -16,6 +16,18 @@ use super::{Backend, Event};
 #[cfg(unix)]
 pub(crate) const SHORT_TRANSFER_REARMS: bool = true;
 
+/// Without a proactor on this platform, `Backend::Auto` is the selector.
+#[cfg(not(any(target_os = "linux", windows)))]
+pub(crate) fn auto_backend() -> Backend {
+    Backend::Selector
+}
+
+/// Why an explicit `Backend::Proactor` cannot start on this platform.
+#[cfg(not(any(target_os = "linux", windows)))]
+pub(crate) fn proactor_support() -> Result<(), String> {
+    Err("this platform has no proactor backend yet (io_uring exists on Linux only)".into())
+}
+
 /// The token `mio` reports for a notifier wake-up; never a slab key.
 const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
 
@@ -50,6 +62,9 @@ impl Driver {
     pub(crate) fn kind(&self) -> Backend {
         Backend::Selector
     }
+
+    /// Nothing is ever in flight in a readiness backend.
+    pub(crate) fn close(&mut self) {}
 
     pub(crate) fn notifier(&self) -> Arc<Notifier> {
         self.notifier.clone()
@@ -154,6 +169,12 @@ pub(crate) mod net {
         }
     }
 
+    /// Completion-based operations need a proactor: none exist here.
+    #[cfg(not(any(target_os = "linux", windows)))]
+    pub(crate) fn source_fd(_: &impl Source) -> i32 {
+        -1
+    }
+
     /// Borrowed std sockets for the loop's `sock_*` methods: a [`Source`] for
     /// a borrowed fd (registered only while one operation lasts) and the
     /// non-blocking calls themselves, so `net::sock` makes no OS call.
@@ -168,6 +189,12 @@ pub(crate) mod net {
 
         /// A borrowed fd as a mio source; the caller keeps the fd open.
         pub(crate) struct FdSource(pub(crate) RawFd);
+
+        impl std::os::unix::io::AsRawFd for FdSource {
+            fn as_raw_fd(&self) -> RawFd {
+                self.0
+            }
+        }
 
         impl mio::event::Source for FdSource {
             fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
@@ -227,6 +254,39 @@ pub(crate) mod net {
             }
         }
     }
+}
+
+/// A readiness backend runs no transfers: `completions()` is false, so the
+/// loop never calls the others (they fail cleanly if it did).
+#[cfg(not(any(target_os = "linux", windows)))]
+impl Driver {
+    pub(crate) fn completions(&self) -> bool {
+        false
+    }
+    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+        Vec::with_capacity(cap)
+    }
+    pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
+    pub(crate) fn submit_recv(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn submit_send(
+        &mut self,
+        _: i32,
+        _: usize,
+        _: Vec<u8>,
+        _: bool,
+    ) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
+        None
+    }
+    pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
+        false
+    }
+    pub(crate) fn release(&mut self, _: usize) {}
+    pub(crate) fn cancel_transfer(&mut self, _: usize) {}
 }
 
 #[cfg(unix)]

@@ -18,6 +18,16 @@ use super::{iocp, selector, Backend, Event};
 /// `WouldBlock`, and the IOCP sockets report a completion per operation.
 pub(crate) const SHORT_TRANSFER_REARMS: bool = false;
 
+/// `Backend::Auto` on Windows: the proactor, as asyncio since Python 3.8.
+pub(crate) fn auto_backend() -> Backend {
+    Backend::Proactor
+}
+
+/// IOCP is always there on Windows.
+pub(crate) fn proactor_support() -> Result<(), String> {
+    Ok(())
+}
+
 /// One loop's driver: the backend it was made with.
 pub(crate) enum Driver {
     Selector(selector::Driver),
@@ -72,6 +82,46 @@ impl Driver {
         }
     }
 
+    /// Closing the loop: the proactor cancels and reaps what is in flight.
+    pub(crate) fn close(&mut self) {
+        match self {
+            Driver::Selector(d) => d.close(),
+            Driver::Proactor(d) => d.close(),
+        }
+    }
+
+    // The completion-based transfers of the contract belong to io_uring:
+    // the IOCP sockets hide their completions behind readiness, so
+    // `completions()` is false and the loop never calls the others (they
+    // fail cleanly if it did).
+    pub(crate) fn completions(&self) -> bool {
+        false
+    }
+    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+        Vec::with_capacity(cap)
+    }
+    pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
+    pub(crate) fn submit_recv(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn submit_send(
+        &mut self,
+        _: i32,
+        _: usize,
+        _: Vec<u8>,
+        _: bool,
+    ) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
+        None
+    }
+    pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
+        false
+    }
+    pub(crate) fn release(&mut self, _: usize) {}
+    pub(crate) fn cancel_transfer(&mut self, _: usize) {}
+
     pub(crate) fn register_source(
         &mut self,
         src: &mut impl net::Source,
@@ -94,6 +144,11 @@ pub(crate) mod net {
     use crate::backend::selector;
 
     pub(crate) use selector::net::write_error;
+
+    /// No raw fds here: the completion transfers (io_uring) are not used.
+    pub(crate) fn source_fd(_: &impl Source) -> i32 {
+        -1
+    }
 
     /// An I/O object joining (or leaving) a driver: it turns into that
     /// backend's kind of socket the first time.

@@ -170,3 +170,23 @@ impl Context for HostContext {
         format!("host context {}", id.0)
     }
 }
+
+// --- wasm32 (issue 6) ---
+/// How many host contexts are entered on this thread.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn depth() -> usize {
+    STACK
+        .try_with(|s| s.try_borrow().map_or(0, |s| s.len()))
+        .unwrap_or(0)
+}
+
+/// Leaves the host contexts entered above `depth` (after a trap on wasm32,
+/// their guards never ran).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn truncate(depth: usize) {
+    let _ = STACK.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            s.truncate(depth);
+        }
+    });
+}

@@ -26,6 +26,11 @@ pub(crate) use task::{
     current_entered as entered_task_context, current_id as current_task_context,
     enter as enter_task_context,
 };
+#[cfg(target_arch = "wasm32")]
+pub(crate) use {
+    host::{depth as host_depth, truncate as truncate_host_contexts},
+    task::reset_entered as reset_task_context,
+};
 
 use std::fmt::Debug;
 use std::hash::Hash;

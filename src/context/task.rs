@@ -152,3 +152,11 @@ impl Context for TaskContext {
         format!("task context {}", id.0)
     }
 }
+
+// --- wasm32 (issue 6) ---
+/// Sets the entered task context back to `prev` (after a trap on wasm32,
+/// the [`Enter`] guards of the abandoned turn never ran).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn reset_entered(prev: Option<TaskContextId>) {
+    let _ = CURRENT.try_with(|c| c.set(prev));
+}

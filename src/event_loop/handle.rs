@@ -1,11 +1,11 @@
 //! Scheduled callbacks: [`Handle`] and [`TimerHandle`], and the cells behind
 //! them.
 
+use crate::time::Instant;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
 
 use super::Inner;
 use crate::TaskContextId;

@@ -9,8 +9,11 @@ pub(crate) mod handle;
 #[cfg(unix)]
 mod io;
 mod run;
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod source;
 pub(crate) mod threadsafe;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod wasm;
 
 pub(crate) use run::{running_loop, schedule_task};
 
@@ -21,14 +24,17 @@ use std::future::Future;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slab::Slab;
 
-use crate::backend::{Backend, Driver, Event};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::backend::Event;
+use crate::backend::{Backend, Driver};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::executor::{Executor, ExecutorFuture};
 use crate::task::{Runnable, Task, TaskEntry};
-use crate::time::{self, Sleep, TimerHeap};
+use crate::time::{self, Instant, Sleep, TimerHeap};
 use crate::{Error, ErrorKind, TaskContextId};
 
 pub use exception::{ExceptionContext, ExceptionHandler};
@@ -69,10 +75,12 @@ pub(crate) struct Inner {
     pub(crate) debug_locations: RefCell<HashMap<usize, &'static Location<'static>>>,
     pub(crate) remote: Arc<Remote>,
     driver: RefCell<Driver>,
+    #[cfg(not(target_arch = "wasm32"))]
     events: RefCell<Vec<Event>>,
     backend: Backend,
     running: Cell<bool>,
     /// Callbacks run since the backend was last polled.
+    #[cfg(not(target_arch = "wasm32"))]
     run_since_poll: Cell<u32>,
     stopping: Cell<bool>,
     closed: Cell<bool>,
@@ -82,14 +90,21 @@ pub(crate) struct Inner {
     pub(crate) shutting_down: Cell<bool>,
     slow_callback: Cell<Duration>,
     handler: RefCell<Option<ExceptionHandler>>,
+    #[cfg(not(target_arch = "wasm32"))]
     executor: RefCell<Option<Executor>>,
     /// `shutdown_default_executor` was called: no new pool is started.
+    #[cfg(not(target_arch = "wasm32"))]
     executor_shut: Cell<bool>,
+    #[cfg(not(target_arch = "wasm32"))]
     executor_threads: usize,
     #[cfg(unix)]
     io: RefCell<io::IoRegistry>,
     /// Readiness of the loop's I/O objects (sockets).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) sources: RefCell<source::Sources>,
+    /// Host-driven turns: budget, figures, trap recovery (wasm32).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) host: wasm::HostLoop,
 }
 
 impl Inner {
@@ -295,6 +310,7 @@ impl LoopBuilder {
     /// assert_eq!(err.kind(), aioloop::ErrorKind::InvalidInput);
     /// ```
     pub fn build(self) -> Result<EventLoop, Error> {
+        #[cfg(not(target_arch = "wasm32"))]
         let executor_threads = match self.executor_threads {
             Some(0) => {
                 return Err(Error::new(
@@ -325,9 +341,11 @@ impl LoopBuilder {
             task_contexts: RefCell::new(HashMap::new()),
             remote,
             driver: RefCell::new(driver),
+            #[cfg(not(target_arch = "wasm32"))]
             events: RefCell::new(Vec::with_capacity(64)),
             backend,
             running: Cell::new(false),
+            #[cfg(not(target_arch = "wasm32"))]
             run_since_poll: Cell::new(0),
             stopping: Cell::new(false),
             closed: Cell::new(false),
@@ -335,12 +353,18 @@ impl LoopBuilder {
             shutting_down: Cell::new(false),
             slow_callback: Cell::new(self.slow_callback),
             handler: RefCell::new(None),
+            #[cfg(not(target_arch = "wasm32"))]
             executor: RefCell::new(None),
+            #[cfg(not(target_arch = "wasm32"))]
             executor_shut: Cell::new(false),
+            #[cfg(not(target_arch = "wasm32"))]
             executor_threads,
             #[cfg(unix)]
             io: RefCell::new(io::IoRegistry::default()),
+            #[cfg(not(target_arch = "wasm32"))]
             sources: RefCell::new(source::Sources::default()),
+            #[cfg(target_arch = "wasm32")]
+            host: wasm::HostLoop::default(),
         });
         let index = LOOPS.with(|l| {
             let mut l = l.borrow_mut();
@@ -358,7 +382,10 @@ impl LoopBuilder {
         inner
             .registry_index
             .set(u16::try_from(index).unwrap_or(UNREGISTERED));
-        Ok(EventLoop { inner })
+        let lp = EventLoop { inner };
+        #[cfg(target_arch = "wasm32")]
+        wasm::attach(&lp);
+        Ok(lp)
     }
 }
 
@@ -407,6 +434,10 @@ impl EventLoop {
     }
 
     fn check_open(&self) -> Result<(), Error> {
+        #[cfg(target_arch = "wasm32")]
+        if let Some(e) = self.inner.host.dead_error() {
+            return Err(e);
+        }
         if self.inner.closed.get() {
             Err(Error::closed())
         } else {
@@ -448,6 +479,8 @@ impl EventLoop {
             .ready
             .borrow_mut()
             .push_back(Ready::Callback(cb.clone()));
+        #[cfg(target_arch = "wasm32")]
+        self.inner.wake_host();
         Ok(Handle { cb })
     }
 
@@ -509,6 +542,8 @@ impl EventLoop {
             .timers
             .borrow_mut()
             .push_callback(when, cb.clone());
+        #[cfg(target_arch = "wasm32")]
+        self.inner.wake_host();
         Ok(TimerHandle {
             cb,
             when,
@@ -598,6 +633,7 @@ impl EventLoop {
 
     /// Makes `ctx` the context most tasks are expected in (an optimisation:
     /// tasks in the default context store none). Only while no task lives.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn prefer_context(&self, ctx: TaskContextId) {
         if self.inner.tasks.borrow().is_empty() {
             self.inner.default_ctx.set(ctx);
@@ -634,6 +670,8 @@ impl EventLoop {
     /// assert!(lp.run_until_complete(t).unwrap().unwrap_err().is_cancelled());
     /// # lp.close().unwrap();
     /// ```
+    // `run` and `Runner` do not exist on wasm32.
+    #[cfg_attr(target_arch = "wasm32", allow(rustdoc::broken_intra_doc_links))]
     pub fn cancel_all_tasks(&self) -> usize {
         let wakers: Vec<_> = {
             let mut tasks = self.inner.tasks.borrow_mut();
@@ -673,6 +711,7 @@ impl EventLoop {
     /// assert_eq!(lp.run_until_complete(fut).unwrap().unwrap(), 55);
     /// # lp.close().unwrap();
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_in_executor<F, R>(&self, f: F) -> ExecutorFuture<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -706,6 +745,7 @@ impl EventLoop {
     /// assert_eq!(lp.run_until_complete(job).unwrap().unwrap(), 1);
     /// # lp.close().unwrap();
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn shutdown_default_executor(&self) -> ExecutorFuture<()> {
         self.inner.executor_shut.set(true);
         match self.inner.executor.borrow_mut().take() {
@@ -806,6 +846,9 @@ impl EventLoop {
     /// ```
     pub fn default_exception_handler(&self, context: &ExceptionContext) {
         log::error!(target: "aioloop", "{context}");
+        // wasm32 has no stderr: the host's console shows it.
+        #[cfg(target_arch = "wasm32")]
+        crate::backend::wasm::console_error(&format!("aioloop: {context}"));
     }
 
     /// Turns debug mode on or off. In debug mode the loop logs (warning
@@ -884,7 +927,8 @@ impl EventLoop {
         }
     }
 
-    /// Whether the loop is running (`run_forever` / `run_until_complete`).
+    /// Whether the loop is running (`run_forever` / `run_until_complete`;
+    /// on wasm32, while one of its host-driven turns runs).
     ///
     /// # Examples
     ///
@@ -916,6 +960,10 @@ impl EventLoop {
     /// already queued for it runs), then `run_forever` returns. Called before
     /// the loop runs, the next `run_forever` runs one iteration and returns,
     /// as in asyncio.
+    ///
+    /// On wasm32, where the host drives the loop, `stop()` pauses that
+    /// driving once the current turn ends (queued work stays queued);
+    /// `start()` resumes it and `run_once()` still pumps the loop.
     ///
     /// # Examples
     ///
@@ -956,9 +1004,18 @@ impl EventLoop {
                 "Cannot close a running event loop: call stop() and close the loop after run_forever() returns",
             ));
         }
+        #[cfg(target_arch = "wasm32")]
+        if inner.host.is_dead() {
+            // Its cells may be stuck borrowed: touch nothing but the host.
+            inner.closed.set(true);
+            inner.host_closed();
+            return Ok(());
+        }
         if inner.closed.replace(true) {
             return Ok(());
         }
+        #[cfg(target_arch = "wasm32")]
+        inner.host_closed();
         // Take everything out under short borrows, then drop it: dropping a
         // future runs user code, which may touch the loop again.
         let remote_items = inner.remote.close();
@@ -994,13 +1051,20 @@ impl EventLoop {
         #[cfg(unix)]
         self.close_io();
         // Tasks waiting on sockets: their next operation reports `Closed`.
-        let waiters = inner.sources.borrow_mut().close();
-        for w in waiters {
-            w.wake();
-        }
-        let exec = inner.executor.borrow_mut().take();
-        if let Some(exec) = exec {
-            exec.shutdown();
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let waiters = inner.sources.borrow_mut().close();
+            for w in waiters {
+                w.wake();
+            }
+            // A completion backend cancels what is still in flight and reaps
+            // it all before close returns (no buffer or file left to the
+            // kernel).
+            inner.driver.borrow_mut().close();
+            let exec = inner.executor.borrow_mut().take();
+            if let Some(exec) = exec {
+                exec.shutdown();
+            }
         }
         Ok(())
     }

@@ -2,30 +2,40 @@
 //! (asyncio's `_run_once`).
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
 
 use super::handle::Callback;
-use super::source::SOURCE_TOKEN;
 use super::threadsafe::{Remote, RemoteItem};
 use super::{EventLoop, ExceptionContext, Inner, Ready};
-use crate::time::Fired;
+use crate::time::Instant;
 use crate::{Error, ErrorKind};
+
+// The blocking side (run_forever, run_until_complete, one iteration that
+// waits in the backend) does not exist on wasm32, where the host drives the
+// loop (event_loop/wasm.rs).
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    super::source::SOURCE_TOKEN,
+    crate::time::Fired,
+    std::future::Future,
+    std::pin::pin,
+    std::sync::atomic::{AtomicBool, Ordering},
+    std::task::{Context, Poll, Wake, Waker},
+    std::time::Duration,
+};
 
 /// While callbacks are ready, the backend is polled (without blocking) once
 /// this many callbacks have run since the last poll (tokio checks I/O every
 /// 61 ticks for the same reason).
+#[cfg(not(target_arch = "wasm32"))]
 const POLL_INTERVAL: u32 = 61;
 
 /// A ready queue with room for more than this many entries (1.5 MiB), three
 /// quarters unused, is shrunk back to this size: big bursts give their memory
 /// back, ordinary ones do not pay for regrowing the queue every time.
+#[cfg(not(target_arch = "wasm32"))]
 const SHRINK_ABOVE: usize = 65_536;
 
 thread_local! {
@@ -60,9 +70,32 @@ pub(crate) fn schedule_task(remote: &Arc<Remote>, runnable: crate::task::Runnabl
     }
 }
 
+/// Forgets this thread's running loop if it is `inner` (after a trap, the
+/// [`RunningGuard`] of the abandoned turn never ran).
+#[cfg(target_arch = "wasm32")]
+pub(super) fn forget_running(inner: &Inner) {
+    let _ = RUNNING.try_with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            if r.as_ref().is_some_and(|lp| std::ptr::eq(&*lp.inner, inner)) {
+                *r = None;
+            }
+        }
+    });
+}
+
+/// Takes this thread's running loop out of its slot (wasm32: at a top-level
+/// host entry, a running loop can only be left over from an uncaught trap).
+#[cfg(target_arch = "wasm32")]
+pub(super) fn take_running() -> Option<EventLoop> {
+    RUNNING
+        .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.take()))
+        .ok()
+        .flatten()
+}
+
 /// Marks this thread's running loop; restores the previous state on drop,
 /// even if something unwinds through `run`.
-struct RunningGuard {
+pub(super) struct RunningGuard {
     inner: Rc<Inner>,
 }
 
@@ -75,11 +108,13 @@ impl Drop for RunningGuard {
 }
 
 /// The waker of the `run_until_complete` future.
+#[cfg(not(target_arch = "wasm32"))]
 struct MainWaker {
     remote: Arc<Remote>,
     queued: AtomicBool,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Wake for MainWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -108,7 +143,7 @@ impl Wake for MainWaker {
 }
 
 impl EventLoop {
-    fn enter_running(&self) -> Result<RunningGuard, Error> {
+    pub(super) fn enter_running(&self) -> Result<RunningGuard, Error> {
         if self.inner.closed.get() {
             return Err(Error::closed());
         }
@@ -154,6 +189,7 @@ impl EventLoop {
     /// lp.run_forever().unwrap();
     /// lp.close().unwrap();
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_forever(&self) -> Result<(), Error> {
         let _guard = self.enter_running()?;
         loop {
@@ -186,6 +222,7 @@ impl EventLoop {
     /// assert_eq!(len, 8);
     /// lp.close().unwrap();
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_until_complete<F: Future>(&self, fut: F) -> Result<F::Output, Error> {
         let ctx = crate::context::current_task_context();
         self.run_main(fut, ctx, None)
@@ -194,6 +231,7 @@ impl EventLoop {
     /// Queues the `run_until_complete` future for a poll (used to deliver an
     /// interruption to it).
     #[cfg_attr(not(unix), allow(dead_code))] // SIGINT exists on Unix only
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn wake_main(&self) {
         self.inner.ready.borrow_mut().push_back(Ready::Main);
     }
@@ -202,6 +240,7 @@ impl EventLoop {
     /// `interrupt` is set (by a SIGINT hook, which then calls
     /// [`wake_main`](EventLoop::wake_main)), the future is cancelled at its
     /// next turn and the run returns `Err(Interrupted)`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn run_main<F: Future>(
         &self,
         fut: F,
@@ -269,6 +308,7 @@ impl EventLoop {
     /// only once at least [`POLL_INTERVAL`] callbacks have run since the last
     /// one, so its cost is shared by many callbacks. An iteration that stops
     /// the loop always checks.
+    #[cfg(not(target_arch = "wasm32"))]
     fn run_once(&self, main: &mut dyn FnMut()) {
         let inner = &*self.inner;
         if !inner.ready.borrow().is_empty() && !inner.stopping.get() {
@@ -331,7 +371,7 @@ impl EventLoop {
     }
 
     #[inline]
-    fn run_item(&self, item: Ready, main: &mut dyn FnMut()) {
+    pub(super) fn run_item(&self, item: Ready, main: &mut dyn FnMut()) {
         match item {
             Ready::Task(runnable) => {
                 runnable.run();
@@ -343,7 +383,7 @@ impl EventLoop {
         }
     }
 
-    fn run_item_timed(&self, item: Ready, main: &mut dyn FnMut()) {
+    pub(super) fn run_item_timed(&self, item: Ready, main: &mut dyn FnMut()) {
         let what = match &item {
             Ready::Task(_) => "a task step".to_string(),
             Ready::Callback(cb) => format!("the callback scheduled at {}", cb.location()),
@@ -383,6 +423,7 @@ impl EventLoop {
         );
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn poll_backend(&self, timeout: Option<Duration>) {
         let inner = &*self.inner;
         inner.run_since_poll.set(0);
@@ -416,7 +457,7 @@ impl EventLoop {
         *inner.events.borrow_mut() = events;
     }
 
-    fn drain_remote(&self) {
+    pub(super) fn drain_remote(&self) {
         let inner = &*self.inner;
         if !inner.remote.has_pending() {
             return;

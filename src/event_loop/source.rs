@@ -18,6 +18,12 @@ use crate::backend::sys::{self, net::Source};
 use crate::backend::Event;
 use crate::Error;
 
+/// The errnos a completion reports that mean "try again" / a failed write
+/// side (Linux values; only a completion backend produces them).
+const EAGAIN: i32 = 11;
+const EINTR: i32 = 4;
+const EPIPE: i32 = 32;
+
 /// Tokens of registered sources carry this bit (readiness callbacks on raw
 /// fds use small slab keys; the notifier uses `usize::MAX`).
 pub(crate) const SOURCE_TOKEN: usize = 1 << (usize::BITS - 2);
@@ -43,7 +49,43 @@ pub(crate) struct SourceState {
     write_wakers: Vec<Waker>,
     /// Callback-driven objects (transports) get this queued on every event.
     handler: Option<Rc<dyn Callback>>,
+    /// The fd completion-based transfers use (`-1` where there are none).
+    fd: i32,
+    /// Transfers of a stream on a completion backend (made on first use).
+    flow: Option<Box<Flow>>,
 }
+
+/// Stream reads and writes on a completion backend (the proactor): reads
+/// land in a buffer the backend owns and are copied out; writes are copied
+/// into a buffer the backend owns and sent in order in the background. A
+/// dropped reader or a closed stream never leaves the kernel writing into
+/// freed memory: the backend keeps each buffer until its completion.
+#[derive(Default)]
+struct Flow {
+    /// The receive in flight (or completed, not yet collected).
+    read_op: Option<usize>,
+    /// Received bytes not yet handed out: `stash[pos..]`.
+    stash: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    read_err: Option<i32>,
+    /// The send in flight; later writes are queued behind it.
+    write_op: Option<usize>,
+    /// Bytes handed to `write_op` and not yet confirmed sent.
+    in_flight: usize,
+    /// A failed send: every later write and flush fails with it.
+    write_err: Option<i32>,
+    /// `shutdown(Write)` was asked for: writes fail with EPIPE.
+    shut: bool,
+}
+
+/// How much a receive asks for at most / at least.
+const RECV_MAX: usize = 64 * 1024;
+const RECV_MIN: usize = 16 * 1024;
+/// Bytes a stream may have queued in its sends before a write waits: as
+/// much as Linux lets a TCP socket buffer at most (`tcp_wmem`'s 4 MiB), so a
+/// writer that does not yield sees the same room as with direct writes.
+const SEND_LIMIT: usize = 4 * 1024 * 1024;
 
 /// The loop's readiness table.
 #[derive(Default)]
@@ -135,6 +177,7 @@ impl Registration {
             readable: true,
             writable: true,
             handler,
+            fd: crate::backend::sys::net::source_fd(src),
             ..SourceState::default()
         });
         let res = inner
@@ -256,6 +299,18 @@ impl Registration {
         self.clear(dir);
     }
 
+    /// Marks `dir` ready as an event would (tests drive flow control with
+    /// it, since loopback sockets rarely fill up on demand).
+    #[cfg(test)]
+    pub(crate) fn mark_ready(&self, dir: Direction) {
+        if let Some(s) = self.lp.inner.sources.borrow_mut().entries.get_mut(self.key) {
+            match dir {
+                Direction::Read => s.readable = true,
+                Direction::Write => s.writable = true,
+            }
+        }
+    }
+
     fn clear_closed(&self, dir: Direction) {
         if let Some(s) = self.lp.inner.sources.borrow_mut().entries.get_mut(self.key) {
             match dir {
@@ -274,11 +329,240 @@ impl Registration {
         }
     }
 
-    /// Leaves the loop; call before the socket closes.
+    /// Whether stream transfers go through the backend's own buffers
+    /// (a completion backend) rather than straight syscalls.
+    pub(crate) fn completions(&self) -> bool {
+        self.lp.inner.driver.borrow().completions()
+    }
+
+    /// A non-blocking stream read: `Ok(n)` or `WouldBlock` (then wait for
+    /// the next read event). A readiness backend runs `direct` (the read
+    /// syscall); a completion backend hands out what its receive brought in
+    /// and keeps one receive in flight.
+    pub(crate) fn read_with(
+        &self,
+        buf: &mut [u8],
+        direct: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct(buf);
+        }
+        let mut sources = inner.sources.borrow_mut();
+        let Some(s) = sources.entries.get_mut(self.key) else {
+            return Err(io::Error::other(Error::closed()));
+        };
+        let fd = s.fd;
+        let token = self.key | SOURCE_TOKEN;
+        let flow = s.flow.get_or_insert_with(Box::default);
+        let mut driver = inner.driver.borrow_mut();
+        loop {
+            if flow.pos < flow.stash.len() {
+                let n = buf.len().min(flow.stash.len() - flow.pos);
+                buf[..n].copy_from_slice(&flow.stash[flow.pos..flow.pos + n]);
+                flow.pos += n;
+                if flow.pos == flow.stash.len() && flow.read_op.is_none() && !flow.eof {
+                    // Read ahead, so the next read finds data or an event
+                    // comes (a short read clears the readiness).
+                    let cap = buf.len().clamp(RECV_MIN, RECV_MAX);
+                    let b = driver.buffer(cap);
+                    flow.read_op = driver.submit_recv(fd, token, b).ok();
+                }
+                return Ok(n);
+            }
+            if let Some(errno) = flow.read_err.take() {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+            if flow.eof || buf.is_empty() {
+                return Ok(0);
+            }
+            match flow.read_op {
+                Some(op) => {
+                    let Some((res, got)) = driver.take(op) else {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    };
+                    flow.read_op = None;
+                    if res > 0 {
+                        let old = std::mem::replace(&mut flow.stash, got);
+                        driver.recycle(old);
+                        flow.pos = 0;
+                    } else {
+                        driver.recycle(got);
+                        match -res {
+                            0 => flow.eof = true,
+                            libc_eagain if libc_eagain == EAGAIN || libc_eagain == EINTR => {}
+                            errno => flow.read_err = Some(errno),
+                        }
+                    }
+                }
+                None => {
+                    let cap = buf.len().clamp(RECV_MIN, RECV_MAX);
+                    let b = driver.buffer(cap);
+                    flow.read_op = Some(driver.submit_recv(fd, token, b)?);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+        }
+    }
+
+    /// Collects a finished send of `flow`, recording its error.
+    fn collect_send(flow: &mut Flow, driver: &mut crate::backend::Driver) {
+        if let Some(op) = flow.write_op {
+            if let Some((res, b)) = driver.take(op) {
+                flow.write_op = None;
+                flow.in_flight = 0;
+                driver.recycle(b);
+                if res < 0 {
+                    flow.write_err = Some(-res);
+                }
+            }
+        }
+    }
+
+    /// A non-blocking stream write: `Ok(n)` once `n` bytes are the
+    /// backend's to send (in order), or `WouldBlock`. A readiness backend
+    /// runs `direct` (the write syscall).
+    pub(crate) fn write_with(
+        &self,
+        buf: &[u8],
+        direct: impl FnOnce(&[u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct(buf);
+        }
+        let mut sources = inner.sources.borrow_mut();
+        let Some(s) = sources.entries.get_mut(self.key) else {
+            return Err(io::Error::other(Error::closed()));
+        };
+        let fd = s.fd;
+        let token = self.key | SOURCE_TOKEN;
+        let flow = s.flow.get_or_insert_with(Box::default);
+        let mut driver = inner.driver.borrow_mut();
+        Registration::collect_send(flow, &mut driver);
+        if let Some(errno) = flow.write_err {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if flow.shut {
+            return Err(io::Error::from_raw_os_error(EPIPE));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if flow.in_flight >= SEND_LIMIT {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(SEND_LIMIT - flow.in_flight);
+        let queued = match flow.write_op {
+            Some(op) => driver.extend_send(op, &buf[..n], false),
+            None => false,
+        };
+        if !queued {
+            Registration::collect_send(flow, &mut driver);
+            let mut b = driver.buffer(n);
+            b.extend_from_slice(&buf[..n]);
+            flow.write_op = Some(driver.submit_send(fd, token, b, false)?);
+        }
+        flow.in_flight += n;
+        Ok(n)
+    }
+
+    /// `Ok` once every write accepted so far is sent, `WouldBlock` before
+    /// (then wait for the next write event); the error of a failed send.
+    pub(crate) fn flush_sends(&self) -> io::Result<()> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return Ok(());
+        }
+        let mut sources = inner.sources.borrow_mut();
+        let Some(s) = sources.entries.get_mut(self.key) else {
+            return Err(io::Error::other(Error::closed()));
+        };
+        let Some(flow) = s.flow.as_mut() else {
+            return Ok(());
+        };
+        Registration::collect_send(flow, &mut inner.driver.borrow_mut());
+        if let Some(errno) = flow.write_err {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if flow.write_op.is_some() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    }
+
+    /// Shuts the write side down after the writes accepted so far: runs
+    /// `direct` (the shutdown syscall) at once, or, when a completion
+    /// backend is still sending, has the backend shut the write side down
+    /// after its last send and runs `deferred` (what else `direct` would
+    /// have done, e.g. the read side of `Shutdown::Both`). Later writes fail
+    /// with `BrokenPipe`.
+    pub(crate) fn shutdown_with(
+        &self,
+        direct: impl FnOnce() -> io::Result<()>,
+        deferred: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct();
+        }
+        {
+            let mut sources = inner.sources.borrow_mut();
+            if let Some(s) = sources.entries.get_mut(self.key) {
+                let flow = s.flow.get_or_insert_with(Box::default);
+                let mut driver = inner.driver.borrow_mut();
+                Registration::collect_send(flow, &mut driver);
+                flow.shut = true;
+                if let Some(op) = flow.write_op {
+                    if driver.extend_send(op, &[], true) {
+                        drop(driver);
+                        drop(sources);
+                        return deferred();
+                    }
+                    Registration::collect_send(flow, &mut driver);
+                }
+            }
+        }
+        direct()
+    }
+
+    /// Leaves the loop; call before the socket closes. Queued writes of a
+    /// completion backend are still sent (as the kernel would send what a
+    /// closed socket had buffered); a receive in flight is cancelled.
     pub(crate) fn deregister(&self, src: &mut impl Source) {
+        self.leave(src, false);
+    }
+
+    /// Like [`deregister`](Registration::deregister), but writes still
+    /// queued in a completion backend are dropped (`abort`).
+    pub(crate) fn deregister_discarding(&self, src: &mut impl Source) {
+        self.leave(src, true);
+    }
+
+    fn leave(&self, src: &mut impl Source, discard: bool) {
         let inner = &self.lp.inner;
         if inner.is_closed() {
             return;
+        }
+        let flow = inner
+            .sources
+            .borrow_mut()
+            .entries
+            .get_mut(self.key)
+            .and_then(|s| s.flow.take());
+        if let Some(flow) = flow {
+            let mut driver = inner.driver.borrow_mut();
+            if let Some(op) = flow.read_op {
+                driver.release(op);
+            }
+            if let Some(op) = flow.write_op {
+                if discard {
+                    driver.cancel_transfer(op);
+                } else {
+                    driver.release(op);
+                }
+            }
+            driver.recycle(flow.stash);
         }
         let _ = inner.driver.borrow_mut().deregister_source(src);
         let state = inner.sources.borrow_mut().entries.try_remove(self.key);

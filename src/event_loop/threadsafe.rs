@@ -13,6 +13,7 @@ use crate::Error;
 pub(crate) enum RemoteItem {
     Callback(Box<dyn FnOnce() + Send>, &'static Location<'static>),
     Task(Runnable),
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // no run_until_complete there
     Main,
     Stop,
 }

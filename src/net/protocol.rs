@@ -320,6 +320,8 @@ struct Conn {
     st: RefCell<WriteState>,
     slot: Rc<Slot<dyn Protocol>>,
     server: Option<Rc<ServerShared>>,
+    /// This connection's key in its server's `conns`.
+    server_key: Cell<usize>,
     peer: SocketAddr,
 }
 
@@ -357,6 +359,7 @@ impl Conn {
             }),
             slot: Rc::new(Slot::new(protocol)),
             server,
+            server_key: Cell::new(usize::MAX),
             peer,
         });
         let c = conn.clone();
@@ -369,6 +372,8 @@ impl Conn {
         *conn.reg.borrow_mut() = Some(reg);
         if let Some(s) = &conn.server {
             s.active.set(s.active.get() + 1);
+            let key = s.conns.borrow_mut().insert(Rc::downgrade(&conn));
+            conn.server_key.set(key);
         }
         let transport = Transport {
             conn: Rc::downgrade(&conn),
@@ -427,7 +432,12 @@ impl Conn {
                 return;
             }
             let mut buf = take_buf();
-            let res = (&*self.io.borrow()).read(&mut buf);
+            // A completion backend hands out what its receive (into a buffer
+            // it owns) brought in; a readiness backend reads the socket.
+            let res = match self.reg.borrow().as_ref() {
+                Some(reg) => reg.read_with(&mut buf, |b| (&*self.io.borrow()).read(b)),
+                None => return,
+            };
             match res {
                 Ok(0) => {
                     put_buf(buf);
@@ -517,7 +527,7 @@ impl Conn {
         }
         if self.st.borrow().size() == 0 && self.ready(Direction::Write) {
             loop {
-                let res = (&*self.io.borrow()).write(data);
+                let res = self.send(data);
                 match res {
                     Ok(n) => {
                         data = &data[n..];
@@ -566,7 +576,7 @@ impl Conn {
                 if st.size() == 0 {
                     break;
                 }
-                (&*self.io.borrow()).write(&st.buf[st.pos..])
+                self.send(&st.buf[st.pos..])
             };
             match res {
                 Ok(n) => {
@@ -630,9 +640,23 @@ impl Conn {
         }
     }
 
+    /// One non-blocking write: to the socket (readiness backend) or into
+    /// the backend's own send buffer (completion backend).
+    fn send(&self, data: &[u8]) -> io::Result<usize> {
+        match self.reg.borrow().as_ref() {
+            Some(reg) => reg.write_with(data, |b| (&*self.io.borrow()).write(b)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
     fn shutdown_write(&self) {
         self.st.borrow_mut().eof_sent = true;
-        let _ = self.io.borrow().shutdown(Shutdown::Write);
+        let io = self.io.borrow();
+        let _ = match self.reg.borrow().as_ref() {
+            // After the sends a completion backend still has queued.
+            Some(reg) => reg.shutdown_with(|| io.shutdown(Shutdown::Write), || Ok(())),
+            None => io.shutdown(Shutdown::Write),
+        };
     }
 
     fn close(self: &Rc<Self>) {
@@ -657,6 +681,7 @@ impl Conn {
             st.buf = Vec::new();
             st.pos = 0;
         }
+        self.leave(true);
         self.finish(None);
     }
 
@@ -681,7 +706,21 @@ impl Conn {
             st.buf = Vec::new();
             st.pos = 0;
         }
+        self.leave(true);
         self.finish(Some(err));
+    }
+
+    /// Takes the socket out of the loop; `discard` drops the writes a
+    /// completion backend still has queued (abort, failure) instead of
+    /// letting them go out.
+    fn leave(&self, discard: bool) {
+        if let Some(reg) = self.reg.borrow_mut().take() {
+            if discard {
+                reg.deregister_discarding(&mut *self.io.borrow_mut());
+            } else {
+                reg.deregister(&mut *self.io.borrow_mut());
+            }
+        }
     }
 
     /// Leaves the loop and schedules `connection_lost`; the socket closes
@@ -695,8 +734,9 @@ impl Conn {
             st.finished = true;
             st.reading = false;
         }
-        if let Some(reg) = self.reg.borrow_mut().take() {
-            reg.deregister(&mut *self.io.borrow_mut());
+        self.leave(false);
+        if let Some(s) = &self.server {
+            s.conns.borrow_mut().try_remove(self.server_key.get());
         }
         let me = self.clone();
         let _ = self.lp.call_soon(move || {
@@ -1058,14 +1098,7 @@ impl Transport {
         let c = self
             .conn()
             .ok_or_else(|| closed_transport("set_write_buffer_limits()"))?;
-        let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH_WATER, |l| l * 4));
-        let low = low.unwrap_or(high / 4);
-        if low > high {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("write buffer limits: high ({high}) must be >= low ({low})"),
-            ));
-        }
+        let (high, low) = water_marks(high, low)?;
         let pause = {
             let mut st = c.st.borrow_mut();
             st.high = high;
@@ -1171,6 +1204,8 @@ struct ServerShared {
     addrs: Vec<SocketAddr>,
     serving: Cell<bool>,
     active: Cell<usize>,
+    /// The connections it accepted that have not finished, by slab key.
+    conns: RefCell<slab::Slab<Weak<Conn>>>,
     waiters: RefCell<Vec<Waker>>,
     factory: RefCell<Factory>,
 }
@@ -1338,6 +1373,61 @@ impl Server {
             }
         }
         self.shared.wake();
+    }
+
+    /// Closes every connection the server accepted, each after its buffered
+    /// data is sent (asyncio 3.13's `close_clients`): each protocol gets
+    /// `connection_lost(None)`. Connections accepted later are not
+    /// affected: call [`close`](Server::close) first to stop accepting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aioloop::net::Protocol;
+    ///
+    /// struct Nop;
+    /// impl Protocol for Nop {}
+    ///
+    /// aioloop::run(async {
+    ///     let lp = aioloop::get_running_loop()?;
+    ///     let server = lp.create_server(|| Nop, "127.0.0.1", 0).await?;
+    ///     let port = server.sockets()[0].port();
+    ///     let (_t, _p) = lp.create_connection(|| Nop, "127.0.0.1", port).await?;
+    ///     aioloop::sleep(std::time::Duration::from_millis(20)).await; // accepted
+    ///     server.close();
+    ///     server.close_clients();
+    ///     server.wait_closed().await; // returns: no connection is left
+    ///     Ok::<_, aioloop::Error>(())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// ```
+    pub fn close_clients(&self) {
+        for c in self.clients() {
+            c.close();
+        }
+    }
+
+    /// Aborts every connection the server accepted at once, dropping their
+    /// unsent data (asyncio 3.13's `abort_clients`).
+    ///
+    /// # Examples
+    ///
+    /// As [`close_clients`](Server::close_clients), with `abort_clients()`.
+    pub fn abort_clients(&self) {
+        for c in self.clients() {
+            c.abort();
+        }
+    }
+
+    /// The live connections, collected first: closing one edits the table.
+    fn clients(&self) -> Vec<Rc<Conn>> {
+        self.shared
+            .conns
+            .borrow()
+            .iter()
+            .filter_map(|(_, c)| c.upgrade())
+            .collect()
     }
 
     /// Waits until the server is closed and every connection it accepted is
@@ -1563,6 +1653,7 @@ impl EventLoop {
                 addrs: ios.iter().map(|(_, a)| *a).collect(),
                 serving: Cell::new(true),
                 active: Cell::new(0),
+                conns: RefCell::new(slab::Slab::new()),
                 waiters: RefCell::new(Vec::new()),
                 factory: RefCell::new(Box::new(move || {
                     Rc::new(RefCell::new(factory())) as Rc<RefCell<dyn Protocol>>
@@ -1681,6 +1772,14 @@ pub trait DatagramProtocol: 'static {
     fn connection_lost(&mut self, err: Option<Error>) {
         let _ = err;
     }
+
+    /// The send queue went above the high-water mark: stop sending until
+    /// [`resume_writing`](DatagramProtocol::resume_writing). See
+    /// [Flow control](DatagramTransport#flow-control).
+    fn pause_writing(&mut self) {}
+
+    /// The send queue drained to the low-water mark: sending may go on.
+    fn resume_writing(&mut self) {}
 }
 
 struct DgramState {
@@ -1688,6 +1787,9 @@ struct DgramState {
     queued: usize,
     closing: bool,
     finished: bool,
+    paused: bool,
+    high: usize,
+    low: usize,
 }
 
 struct Dgram {
@@ -1781,7 +1883,10 @@ impl Dgram {
                 break;
             };
             match self.send_now(&data, to) {
-                Ok(_) => self.st.borrow_mut().queued -= data.len(),
+                Ok(_) => {
+                    self.st.borrow_mut().queued -= data.len();
+                    self.maybe_resume();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.clear_ready(Direction::Write);
                     self.st.borrow_mut().queue.push_front((data, to));
@@ -1792,12 +1897,47 @@ impl Dgram {
                 }
                 Err(e) => {
                     self.st.borrow_mut().queued -= data.len();
+                    self.maybe_resume();
                     self.report(Error::io(sendto_context(to, self.remote), e));
                 }
             }
         }
         if self.st.borrow().closing {
             self.finish();
+        }
+    }
+
+    /// Tells the protocol to pause once the queue is above the high-water
+    /// mark.
+    fn maybe_pause(self: &Rc<Self>) {
+        let pause = {
+            let mut st = self.st.borrow_mut();
+            let pause = !st.paused && !st.closing && st.queued > st.high;
+            st.paused |= pause;
+            pause
+        };
+        if pause {
+            self.slot.post(
+                &self.lp,
+                Box::new(|p: &mut dyn DatagramProtocol| p.pause_writing()),
+            );
+        }
+    }
+
+    /// Tells the protocol to resume once a paused queue is at or below the
+    /// low-water mark.
+    fn maybe_resume(self: &Rc<Self>) {
+        let resume = {
+            let mut st = self.st.borrow_mut();
+            let resume = st.paused && !st.closing && st.queued <= st.low;
+            st.paused &= !resume;
+            resume
+        };
+        if resume {
+            self.slot.post(
+                &self.lp,
+                Box::new(|p: &mut dyn DatagramProtocol| p.resume_writing()),
+            );
         }
     }
 
@@ -1825,6 +1965,21 @@ impl Dgram {
     }
 }
 
+/// asyncio's defaults for `set_write_buffer_limits(high, low)`: `high`
+/// defaults to 64 KiB (or 4 × `low`), `low` to `high / 4`; `low > high` is
+/// an error.
+fn water_marks(high: Option<usize>, low: Option<usize>) -> Result<(usize, usize), Error> {
+    let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH_WATER, |l| l.saturating_mul(4)));
+    let low = low.unwrap_or(high / 4);
+    if low > high {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("write buffer limits: high ({high}) must be >= low ({low})"),
+        ));
+    }
+    Ok((high, low))
+}
+
 fn sendto_context(to: Option<SocketAddr>, remote: Option<SocketAddr>) -> String {
     match to.or(remote) {
         Some(a) => format!("sending a datagram to {a}"),
@@ -1834,6 +1989,19 @@ fn sendto_context(to: Option<SocketAddr>, remote: Option<SocketAddr>) -> String 
 
 /// The sending and control side of a datagram endpoint (asyncio's
 /// `DatagramTransport`): a cheap handle (`Clone`, not `Send`).
+///
+/// # Flow control
+///
+/// [`sendto`](DatagramTransport::sendto) never blocks: a datagram the socket
+/// does not take at once is queued and sent in order when it is writable.
+/// When the queue goes above the high-water mark (default 64 KiB) the
+/// protocol's [`pause_writing`](DatagramProtocol::pause_writing) is called;
+/// when it drains to the low-water mark (default 16 KiB),
+/// [`resume_writing`](DatagramProtocol::resume_writing). A sender that
+/// ignores `pause_writing` may queue up to the hard limit (8 × the high-water
+/// mark); past it `sendto` drops the datagram and returns
+/// [`ErrorKind::Io`] (source `io::ErrorKind::OutOfMemory`), and the endpoint
+/// stays open: datagrams may be lost, the queue never grows without bound.
 ///
 /// # Examples
 ///
@@ -1883,7 +2051,9 @@ impl DatagramTransport {
     ///
     /// [`ErrorKind::Closed`] once closing; [`ErrorKind::InvalidInput`] when
     /// `addr` is `None` on an unconnected endpoint, or names another address
-    /// than a connected endpoint's remote one.
+    /// than a connected endpoint's remote one; [`ErrorKind::Io`] when the
+    /// send queue is at its hard limit (see
+    /// [Flow control](DatagramTransport#flow-control)).
     ///
     /// # Examples
     ///
@@ -1927,9 +2097,23 @@ impl DatagramTransport {
                 }
             }
         }
-        let mut st = d.st.borrow_mut();
-        st.queued += data.len();
-        st.queue.push_back((data.to_vec(), addr));
+        {
+            let mut st = d.st.borrow_mut();
+            let hard = st.high.saturating_mul(HARD_LIMIT_FACTOR);
+            if st.paused && st.queued + data.len() > hard {
+                return Err(Error::io(
+                    format_args!(
+                        "{}: the datagram was dropped, {} bytes are already queued (hard limit                          {hard}, {HARD_LIMIT_FACTOR} x the high-water mark) because the socket                          is not draining; stop sending on pause_writing() until resume_writing()",
+                        sendto_context(addr, d.remote),
+                        st.queued
+                    ),
+                    io::ErrorKind::OutOfMemory.into(),
+                ));
+            }
+            st.queued += data.len();
+            st.queue.push_back((data.to_vec(), addr));
+        }
+        d.maybe_pause();
         Ok(())
     }
 
@@ -2025,6 +2209,60 @@ impl DatagramTransport {
     pub fn get_write_buffer_size(&self) -> usize {
         self.dgram.upgrade().map_or(0, |d| d.st.borrow().queued)
     }
+
+    /// Sets the send queue's water marks (asyncio's
+    /// `set_write_buffer_limits`): `high` defaults to 64 KiB (or 4 × `low`),
+    /// `low` to `high / 4`. See [Flow control](DatagramTransport#flow-control).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if `low > high`; [`ErrorKind::Closed`] if
+    /// the endpoint is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aioloop::net::{DatagramProtocol, DatagramTransport};
+    /// struct P;
+    /// impl DatagramProtocol for P {
+    ///     fn connection_made(&mut self, t: &DatagramTransport) {
+    ///         t.set_write_buffer_limits(Some(4096), None).unwrap();
+    ///         assert_eq!(t.get_write_buffer_limits(), (1024, 4096));
+    ///         assert!(t.set_write_buffer_limits(Some(1), Some(2)).is_err());
+    ///     }
+    /// }
+    /// ```
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<(), Error> {
+        let d = self
+            .dgram
+            .upgrade()
+            .ok_or_else(|| closed_transport("set_write_buffer_limits()"))?;
+        let (high, low) = water_marks(high, low)?;
+        {
+            let mut st = d.st.borrow_mut();
+            st.high = high;
+            st.low = low;
+        }
+        d.maybe_pause();
+        d.maybe_resume();
+        Ok(())
+    }
+
+    /// The send queue's water marks as `(low, high)` (asyncio's order).
+    ///
+    /// # Examples
+    ///
+    /// See [`set_write_buffer_limits`](DatagramTransport::set_write_buffer_limits).
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        self.dgram.upgrade().map_or((0, 0), |d| {
+            let st = d.st.borrow();
+            (st.low, st.high)
+        })
+    }
 }
 
 impl fmt::Debug for DatagramTransport {
@@ -2100,6 +2338,9 @@ impl EventLoop {
                     queued: 0,
                     closing: false,
                     finished: false,
+                    paused: false,
+                    high: DEFAULT_HIGH_WATER,
+                    low: DEFAULT_HIGH_WATER / 4,
                 }),
                 slot: Rc::new(Slot::new(proto.clone() as Rc<RefCell<dyn DatagramProtocol>>)),
                 remote: remote_addr,
@@ -2128,5 +2369,103 @@ impl EventLoop {
             }
             Ok((t, proto))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Flow {
+        paused: usize,
+        resumed: usize,
+    }
+
+    impl DatagramProtocol for Flow {
+        fn pause_writing(&mut self) {
+            self.paused += 1;
+        }
+        fn resume_writing(&mut self) {
+            self.resumed += 1;
+        }
+    }
+
+    /// A socket that stops taking datagrams queues them; the water marks
+    /// pause and resume the protocol and the hard limit drops (and reports)
+    /// what would grow the queue further. Loopback UDP never blocks, so the
+    /// test clears and sets the writable bit by hand.
+    #[test]
+    fn datagram_queue_water_marks_and_hard_limit() {
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = peer.local_addr().unwrap();
+            let (t, p) = lp
+                .create_datagram_endpoint(Flow::default, None, Some(to))
+                .await
+                .unwrap();
+            t.set_write_buffer_limits(Some(4000), Some(1000)).unwrap();
+            let d = t.dgram.upgrade().unwrap();
+            d.clear_ready(Direction::Write);
+            let msg = [7u8; 1000];
+            for _ in 0..5 {
+                t.sendto(&msg, None).unwrap();
+            }
+            assert_eq!(t.get_write_buffer_size(), 5000);
+            crate::yield_now().await;
+            assert_eq!(p.borrow().paused, 1, "above 4000 bytes: paused once");
+            // Up to 8 x 4000 may be queued while paused; past it, dropped.
+            for _ in 5..32 {
+                t.sendto(&msg, None).unwrap();
+            }
+            let e = t.sendto(&msg, None).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Io);
+            assert!(e.message().contains("not draining"), "{e}");
+            assert_eq!(t.get_write_buffer_size(), 32_000);
+            assert!(!t.is_closing(), "the endpoint stays open");
+            // The socket takes datagrams again: the queue drains in order.
+            d.reg
+                .borrow()
+                .as_ref()
+                .unwrap()
+                .mark_ready(Direction::Write);
+            d.on_event();
+            assert_eq!(t.get_write_buffer_size(), 0);
+            crate::yield_now().await;
+            assert_eq!((p.borrow().paused, p.borrow().resumed), (1, 1));
+            let mut buf = [0u8; 2000];
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert_eq!(peer.recv(&mut buf).unwrap(), 1000);
+            t.close();
+        })
+        .unwrap();
+        lp.close().unwrap();
+    }
+
+    /// Lowering the marks under a queued backlog pauses at once; raising
+    /// them resumes.
+    #[test]
+    fn datagram_limits_change_pauses_and_resumes() {
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (t, p) = lp
+                .create_datagram_endpoint(Flow::default, None, Some(peer.local_addr().unwrap()))
+                .await
+                .unwrap();
+            t.dgram.upgrade().unwrap().clear_ready(Direction::Write);
+            t.sendto(&[1u8; 3000], None).unwrap();
+            t.set_write_buffer_limits(Some(2000), None).unwrap();
+            crate::yield_now().await;
+            assert_eq!(p.borrow().paused, 1);
+            t.set_write_buffer_limits(Some(8000), Some(4000)).unwrap();
+            crate::yield_now().await;
+            assert_eq!(p.borrow().resumed, 1);
+            assert_eq!(t.get_write_buffer_limits(), (4000, 8000));
+            t.abort();
+        })
+        .unwrap();
+        lp.close().unwrap();
     }
 }

@@ -168,7 +168,16 @@ impl TcpListener {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("accepting a TCP connection", e))),
             Poll::Ready(Ok((mut io, peer))) => {
-                Poll::Ready(Registration::new(lp, &mut io).map(|reg| (TcpStream { io, reg }, peer)))
+                Poll::Ready(Registration::new(lp, &mut io).map(|reg| {
+                    (
+                        TcpStream {
+                            io,
+                            reg,
+                            ahead: Default::default(),
+                        },
+                        peer,
+                    )
+                }))
             }
         }
     }
@@ -215,6 +224,7 @@ impl fmt::Debug for TcpListener {
 pub struct TcpStream {
     io: sys::TcpStream,
     reg: Registration,
+    ahead: super::ReadAhead,
 }
 
 impl TcpStream {
@@ -265,7 +275,11 @@ impl TcpStream {
         let failed = |e| Error::io(format_args!("connecting to {addr}"), e);
         let mut io = sys::TcpStream::connect(addr).map_err(failed)?;
         let reg = Registration::new(lp, &mut io)?;
-        let stream = TcpStream { io, reg };
+        let stream = TcpStream {
+            io,
+            reg,
+            ahead: Default::default(),
+        };
         // Writable means the attempt finished: either connected or failed.
         poll_fn(|cx| {
             stream.reg.poll_io(cx, Direction::Write, || {
@@ -375,9 +389,17 @@ impl TcpStream {
     /// # drop((s, l)); lp.close().unwrap();
     /// ```
     pub fn shutdown(&self, how: Shutdown) -> Result<(), Error> {
-        self.io
-            .shutdown(how)
-            .map_err(|e| Error::io("shutting a TCP stream down", e))
+        // The write side goes down after the writes already accepted (a
+        // completion backend may still be sending them).
+        let res = match how {
+            Shutdown::Read => self.io.shutdown(how),
+            Shutdown::Write => self.reg.shutdown_with(|| self.io.shutdown(how), || Ok(())),
+            Shutdown::Both => self.reg.shutdown_with(
+                || self.io.shutdown(how),
+                || self.io.shutdown(Shutdown::Read),
+            ),
+        };
+        res.map_err(|e| Error::io("shutting a TCP stream down", e))
     }
 }
 

@@ -168,9 +168,18 @@ impl UnixListener {
                 self.describe("accepting a Unix stream connection"),
                 e,
             ))),
-            Poll::Ready(Ok((mut io, peer))) => Poll::Ready(
-                Registration::new(lp, &mut io).map(|reg| (UnixStream { io, reg }, peer)),
-            ),
+            Poll::Ready(Ok((mut io, peer))) => {
+                Poll::Ready(Registration::new(lp, &mut io).map(|reg| {
+                    (
+                        UnixStream {
+                            io,
+                            reg,
+                            ahead: Default::default(),
+                        },
+                        peer,
+                    )
+                }))
+            }
         }
     }
 
@@ -243,6 +252,7 @@ impl fmt::Debug for UnixListener {
 pub struct UnixStream {
     io: sys::UnixStream,
     reg: Registration,
+    ahead: super::ReadAhead,
 }
 
 impl UnixStream {
@@ -312,7 +322,11 @@ impl UnixStream {
             }
         };
         let reg = Registration::new(lp, &mut io)?;
-        let stream = UnixStream { io, reg };
+        let stream = UnixStream {
+            io,
+            reg,
+            ahead: Default::default(),
+        };
         // Writable means the attempt finished: either connected or failed.
         poll_fn(|cx| {
             stream.reg.poll_io(cx, Direction::Write, || {
@@ -371,9 +385,20 @@ impl UnixStream {
         let (mut a, mut b) =
             sys::UnixStream::pair().map_err(|e| Error::io("creating a Unix stream pair", e))?;
         let ra = Registration::new(lp, &mut a)?;
-        let first = UnixStream { io: a, reg: ra };
+        let first = UnixStream {
+            io: a,
+            reg: ra,
+            ahead: Default::default(),
+        };
         let rb = Registration::new(lp, &mut b)?;
-        Ok((first, UnixStream { io: b, reg: rb }))
+        Ok((
+            first,
+            UnixStream {
+                io: b,
+                reg: rb,
+                ahead: Default::default(),
+            },
+        ))
     }
 
     /// The address of the peer (unnamed for a pair or an accepted client).
@@ -428,9 +453,17 @@ impl UnixStream {
     /// # drop((a, _b)); lp.close().unwrap();
     /// ```
     pub fn shutdown(&self, how: Shutdown) -> Result<(), Error> {
-        self.io
-            .shutdown(how)
-            .map_err(|e| Error::io("shutting a Unix stream down", e))
+        // The write side goes down after the writes already accepted (a
+        // completion backend may still be sending them).
+        let res = match how {
+            Shutdown::Read => self.io.shutdown(how),
+            Shutdown::Write => self.reg.shutdown_with(|| self.io.shutdown(how), || Ok(())),
+            Shutdown::Both => self.reg.shutdown_with(
+                || self.io.shutdown(how),
+                || self.io.shutdown(Shutdown::Read),
+            ),
+        };
+        res.map_err(|e| Error::io("shutting a Unix stream down", e))
     }
 }
 

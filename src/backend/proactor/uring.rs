@@ -1,0 +1,865 @@
+//! The io_uring driver (Linux).
+//!
+//! One ring per loop. Every operation in flight has an entry in the driver's
+//! operation table (`ops`, a slab whose key is the submission's `user_data`)
+//! which OWNS everything the kernel may touch until the completion is reaped:
+//! the read buffer of the notifier, and the buffers of completion-based
+//! reads and writes. An entry that is no longer wanted (a dropped future, a
+//! deregistered socket, a closing loop) is marked cancelled and a cancel is
+//! submitted; the entry, and so its buffer, is freed only when the target's
+//! own completion arrives. Submissions are queued and sent to the kernel by
+//! the one `io_uring_enter` of [`Driver::poll`] (a full submission queue and
+//! a socket deregistration, which must let go of the socket at once, flush
+//! early).
+//!
+//! Readiness (`add_reader`, I/O objects) is `POLL_ADD`: one-shot polls for
+//! raw fds, re-armed by `reregister` (asyncio's level-triggered callbacks), and
+//! one multishot poll per I/O object, which reports every wake-up like an
+//! edge-triggered epoll registration.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use slab::Slab;
+
+use crate::backend::{Backend, Event, Interest};
+
+/// `user_data` of cancels (`ASYNC_CANCEL`): their completions
+/// are ignored (the target's own completion frees its entry).
+const CANCEL: u64 = u64::MAX;
+
+/// Submission queue entries; the completion queue is four times larger.
+/// With `IORING_FEAT_NODROP` (required by the probe) an overflowing
+/// completion queue is buffered by the kernel, never dropped.
+const ENTRIES: u32 = 256;
+
+/// Opcodes the backend uses; the probe refuses a kernel that lacks one.
+const REQUIRED: &[(u8, &str)] = &[
+    (opcode::Nop::CODE, "the NOP opcode"),
+    (opcode::Read::CODE, "the READ opcode"),
+    (opcode::PollAdd::CODE, "the POLL_ADD opcode"),
+    (opcode::AsyncCancel::CODE, "the ASYNC_CANCEL opcode"),
+    (opcode::Recv::CODE, "the RECV opcode"),
+    (opcode::Send::CODE, "the SEND opcode"),
+];
+
+pub(crate) enum ProbeError {
+    Setup(io::Error),
+    Missing(&'static str),
+}
+
+/// Sets up a small ring and checks the opcodes and features we rely on.
+pub(crate) fn check_kernel() -> Result<(), ProbeError> {
+    let ring: IoUring = IoUring::new(8).map_err(ProbeError::Setup)?;
+    check_ring(&ring)
+}
+
+fn check_ring(ring: &IoUring) -> Result<(), ProbeError> {
+    let params = ring.params();
+    if !params.is_feature_ext_arg() {
+        return Err(ProbeError::Missing(
+            "IORING_FEAT_EXT_ARG (timed waits; Linux 5.11)",
+        ));
+    }
+    if !params.is_feature_nodrop() {
+        return Err(ProbeError::Missing("IORING_FEAT_NODROP (Linux 5.5)"));
+    }
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|_| ProbeError::Missing("IORING_REGISTER_PROBE (Linux 5.6)"))?;
+    for &(code, what) in REQUIRED {
+        if !probe.is_supported(code) {
+            return Err(ProbeError::Missing(what));
+        }
+    }
+    Ok(())
+}
+
+/// The thread-safe wake-up: an eventfd the driver keeps a `READ` on.
+pub(crate) struct Notifier {
+    // A blocking eventfd: io_uring waits on it inside the kernel (a
+    // non-blocking one would complete the READ at once with EAGAIN). Writes
+    // never block in practice (the counter would have to reach 2^64 - 2).
+    fd: File,
+}
+
+impl Notifier {
+    fn new() -> io::Result<Notifier> {
+        // SAFETY: eventfd takes no pointers; the result is checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh eventfd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Notifier { fd: File::from(fd) })
+    }
+
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        match (&self.fd).write(&1u64.to_ne_bytes()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One operation in flight (or one whose result nobody collected yet).
+struct Op {
+    kind: OpKind,
+    /// A cancel was submitted (or the operation is no longer wanted): its
+    /// completion frees the entry and reports nothing.
+    cancelled: bool,
+}
+
+enum OpKind {
+    /// The notifier's eventfd `READ`; the kernel writes into this buffer.
+    Wake(Box<[u8; 8]>),
+    /// A one-shot poll of a raw fd (`add_reader` / `add_writer`).
+    FdPoll { fd: RawFd },
+    /// The multishot poll of an I/O object.
+    SourcePoll { token: usize, fd: RawFd },
+    /// A completion-based receive or send; see [`Transfer`].
+    Transfer(Transfer),
+}
+
+/// A `RECV` or `SEND` whose buffer the operation owns.
+struct Transfer {
+    token: usize,
+    fd: RawFd,
+    send: bool,
+    /// The kernel reads from `buf[done..]` (send) or writes into
+    /// `buf[..capacity]` (receive; `len` is set from the result).
+    buf: Vec<u8>,
+    /// Bytes sent so far: a short send is continued by the driver, so a
+    /// send completes once with everything sent or an error.
+    done: usize,
+    /// Sent after `buf`, in order, by the same operation.
+    then: Vec<u8>,
+    /// Shut the write side down once everything is sent.
+    shut_after: bool,
+    /// Nobody collects the result: the entry is freed on completion.
+    detached: bool,
+    /// A detached send's own duplicate of the socket (`fd` is then its
+    /// number): the owner closes its fd, the rest of the send goes on here.
+    own_fd: Option<OwnedFd>,
+    /// The completion, once it arrived: bytes, or a negative errno.
+    result: Option<i32>,
+}
+
+/// A raw fd watched for `add_reader` / `add_writer`.
+struct FdWatch {
+    token: usize,
+    interest: Interest,
+    /// The poll in flight: its entry and its mask.
+    armed: Option<(usize, u32)>,
+}
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    ops: Slab<Op>,
+    fds: HashMap<RawFd, FdWatch>,
+    /// The multishot poll of each registered I/O object, by fd.
+    sources: HashMap<RawFd, usize>,
+    notifier: Arc<Notifier>,
+    /// Completions taken from the ring, processed outside its borrow.
+    cqes: Vec<(u64, i32, u32)>,
+    /// Spare transfer buffers.
+    pool: Vec<Vec<u8>>,
+    closed: bool,
+}
+
+const SOURCE_MASK: u32 = (libc::POLLIN | libc::POLLPRI | libc::POLLOUT | libc::POLLRDHUP) as u32;
+
+impl Driver {
+    pub(crate) fn new(backend: Backend) -> io::Result<Driver> {
+        debug_assert_eq!(backend, Backend::Proactor);
+        let ring: IoUring = IoUring::builder()
+            .setup_cqsize(ENTRIES * 4)
+            .build(ENTRIES)
+            .map_err(super::setup_error)?;
+        if let Err(ProbeError::Missing(what)) = check_ring(&ring) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("this kernel's io_uring lacks {what}"),
+            ));
+        }
+        let mut d = Driver {
+            ring,
+            ops: Slab::with_capacity(64),
+            fds: HashMap::new(),
+            sources: HashMap::new(),
+            notifier: Arc::new(Notifier::new()?),
+            cqes: Vec::with_capacity(64),
+            pool: Vec::new(),
+            closed: false,
+        };
+        d.arm_wake(Box::new([0; 8]))?;
+        Ok(d)
+    }
+
+    pub(crate) fn kind(&self) -> Backend {
+        Backend::Proactor
+    }
+
+    pub(crate) fn notifier(&self) -> Arc<Notifier> {
+        self.notifier.clone()
+    }
+
+    /// Queues `entry`; flushes the submission queue first if it is full.
+    ///
+    /// # Safety
+    ///
+    /// Every buffer and fd `entry` points to must stay valid until its
+    /// completion is reaped (callers keep them in the `ops` entry whose key
+    /// is the `user_data`).
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: forwarded from this function's contract.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {
+                    // Make room in the completion queue and retry.
+                    self.take_cqes();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn arm_wake(&mut self, buf: Box<[u8; 8]>) -> io::Result<()> {
+        let key = self.ops.insert(Op {
+            kind: OpKind::Wake(buf),
+            cancelled: false,
+        });
+        let OpKind::Wake(buf) = &mut self.ops[key].kind else {
+            unreachable!()
+        };
+        let entry = opcode::Read::new(types::Fd(self.notifier.fd.as_raw_fd()), buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(key as u64);
+        // SAFETY: the buffer is a Box owned by the entry `key`, which is
+        // freed only once this read's completion is reaped (`complete`), and
+        // the eventfd belongs to `self.notifier`, which the driver holds
+        // until after `close` reaped everything.
+        let res = unsafe { self.push(&entry) };
+        if res.is_err() {
+            self.ops.remove(key);
+        }
+        res
+    }
+
+    /// Asks the kernel to drop operation `key`; its completion frees it.
+    fn cancel(&mut self, key: usize) {
+        let Some(op) = self.ops.get_mut(key) else {
+            return;
+        };
+        if op.cancelled {
+            return;
+        }
+        op.cancelled = true;
+        // ASYNC_CANCEL rather than POLL_REMOVE even for polls: a remove that
+        // races with a wake-up of a multishot poll fails with EALREADY and
+        // leaves the poll armed, while a cancel marks it for teardown.
+        let entry = opcode::AsyncCancel::new(key as u64)
+            .build()
+            .user_data(CANCEL);
+        // SAFETY: a cancel points to no memory and no fd, only to the
+        // `user_data` of its target.
+        let _ = unsafe { self.push(&entry) };
+    }
+
+    pub(crate) fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Event>,
+    ) -> io::Result<()> {
+        let ready = !self.ring.completion().is_empty();
+        let res = if ready || timeout == Some(Duration::ZERO) {
+            let sq = self.ring.submission();
+            let needed = !sq.is_empty() || sq.cq_overflow() || sq.taskrun();
+            drop(sq);
+            if needed {
+                self.ring.submit()
+            } else {
+                Ok(0)
+            }
+        } else {
+            match timeout {
+                None => self.ring.submit_and_wait(1),
+                Some(d) => {
+                    let ts = types::Timespec::from(d);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+            }
+        };
+        match res {
+            Ok(_) => {}
+            // ETIME: the wait timed out; EINTR: a signal; EBUSY: the
+            // completion queue is full (reaping below makes room).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        self.reap(out);
+        Ok(())
+    }
+
+    fn take_cqes(&mut self) {
+        for cqe in self.ring.completion() {
+            self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
+    }
+
+    fn reap(&mut self, out: &mut Vec<Event>) {
+        self.take_cqes();
+        let mut cqes = std::mem::take(&mut self.cqes);
+        for &(user_data, res, flags) in &cqes {
+            if user_data != CANCEL {
+                self.complete(user_data as usize, res, flags, out);
+            }
+        }
+        cqes.clear();
+        if self.cqes.is_empty() {
+            self.cqes = cqes;
+        }
+    }
+
+    fn complete(&mut self, key: usize, res: i32, flags: u32, out: &mut Vec<Event>) {
+        let Some(op) = self.ops.get(key) else {
+            return;
+        };
+        let more = cqueue::more(flags);
+        let cancelled = op.cancelled;
+        match op.kind {
+            OpKind::Wake(_) => {
+                let Op {
+                    kind: OpKind::Wake(buf),
+                    ..
+                } = self.ops.remove(key)
+                else {
+                    unreachable!()
+                };
+                if !cancelled && !self.closed {
+                    // The eventfd counter was read (reset): wait for the next
+                    // notification.
+                    let _ = self.arm_wake(buf);
+                }
+            }
+            OpKind::FdPoll { fd } => {
+                if !more {
+                    self.ops.remove(key);
+                }
+                if cancelled {
+                    return;
+                }
+                let Some(w) = self.fds.get_mut(&fd) else {
+                    return;
+                };
+                if w.armed.is_none_or(|(k, _)| k != key) {
+                    return;
+                }
+                w.armed = None;
+                if res >= 0 {
+                    out.push(event(w.token, res as u32));
+                }
+            }
+            OpKind::Transfer(_) => self.transferred(key, res, out),
+            OpKind::SourcePoll { token, fd } => {
+                if !more {
+                    self.ops.remove(key);
+                    if self.sources.get(&fd) == Some(&key) {
+                        self.sources.remove(&fd);
+                    }
+                    if !cancelled && !self.closed && res != -libc::ECANCELED {
+                        // The kernel ended the multishot poll (it does so
+                        // under memory pressure or a CQ overflow): re-arm.
+                        let _ = self.arm_source(fd, token);
+                    }
+                }
+                if !cancelled && res >= 0 {
+                    out.push(event(token, res as u32));
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Completion-based transfers: the operation owns its buffer.
+
+    /// An empty buffer (from the pool) with room for at least `cap` bytes.
+    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+        let mut b = self.pool.pop().unwrap_or_default();
+        b.clear();
+        b.reserve(cap);
+        b
+    }
+
+    /// Gives a buffer back to the pool.
+    pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.pool.len() < 64 && buf.capacity() <= 256 * 1024 {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+
+    /// Starts a `RECV` of up to `buf.capacity()` bytes into `buf`; the
+    /// completion is reported as a readable event with `token`.
+    pub(crate) fn submit_recv(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+    ) -> io::Result<usize> {
+        self.start_transfer(fd, token, false, buf, false)
+    }
+
+    /// Starts a `SEND` of all of `buf` (continued after short sends),
+    /// then shuts the write side down if `shut_after`; the completion is
+    /// reported as a writable event with `token`.
+    pub(crate) fn submit_send(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+        shut_after: bool,
+    ) -> io::Result<usize> {
+        self.start_transfer(fd, token, true, buf, shut_after)
+    }
+
+    fn start_transfer(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        send: bool,
+        buf: Vec<u8>,
+        shut_after: bool,
+    ) -> io::Result<usize> {
+        if self.closed {
+            return Err(closed());
+        }
+        let key = self.ops.insert(Op {
+            kind: OpKind::Transfer(Transfer {
+                token,
+                fd,
+                send,
+                buf,
+                done: 0,
+                then: Vec::new(),
+                shut_after,
+                detached: false,
+                own_fd: None,
+                result: None,
+            }),
+            cancelled: false,
+        });
+        if let Err(e) = self.push_transfer(key) {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    fn push_transfer(&mut self, key: usize) -> io::Result<()> {
+        let OpKind::Transfer(t) = &mut self.ops[key].kind else {
+            unreachable!("a transfer key")
+        };
+        let entry = if t.send {
+            let rest = &t.buf[t.done..];
+            opcode::Send::new(types::Fd(t.fd), rest.as_ptr(), clamp_len(rest.len()))
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            let cap = t.buf.capacity();
+            opcode::Recv::new(types::Fd(t.fd), t.buf.as_mut_ptr(), clamp_len(cap)).build()
+        }
+        .user_data(key as u64);
+        // SAFETY: the buffer's heap memory belongs to the entry `key` of
+        // `ops`, which is neither freed nor resized until this submission's
+        // completion is reaped: `take` only hands out completed transfers,
+        // `cancel_transfer` and `close` keep the entry until the target's
+        // own completion arrives, and moving the `Vec` (the slab growing)
+        // does not move its heap buffer. The kernel takes its own reference
+        // to the file at submission, so closing the fd cannot free it.
+        unsafe { self.push(&entry) }
+    }
+
+    fn transferred(&mut self, key: usize, mut res: i32, out: &mut Vec<Event>) {
+        let cancelled = self.ops[key].cancelled;
+        let closed = self.closed;
+        let OpKind::Transfer(t) = &mut self.ops[key].kind else {
+            unreachable!("a transfer key")
+        };
+        if t.send && res > 0 && !cancelled && !closed {
+            t.done += res as usize;
+            let mut spent = None;
+            if t.done >= t.buf.len() && !t.then.is_empty() {
+                let next = std::mem::take(&mut t.then);
+                spent = Some(std::mem::replace(&mut t.buf, next));
+                t.done = 0;
+            }
+            let more = t.done < t.buf.len();
+            if let Some(b) = spent {
+                self.recycle(b);
+            }
+            if more {
+                match self.push_transfer(key) {
+                    Ok(()) => return,
+                    Err(e) => res = -e.raw_os_error().unwrap_or(libc::EIO),
+                }
+            }
+        }
+        let OpKind::Transfer(t) = &mut self.ops[key].kind else {
+            unreachable!("a transfer key")
+        };
+        if t.send && res >= 0 && t.shut_after && !cancelled && !closed {
+            // The stream asked for the shutdown while its data was still
+            // queued here; it is alive (dropping it clears `shut_after`),
+            // so the fd is still its socket.
+            // SAFETY: shutdown takes no pointers.
+            unsafe { libc::shutdown(t.fd, libc::SHUT_WR) };
+        }
+        if cancelled || t.detached || closed {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+                self.recycle(t.then);
+            }
+            return;
+        }
+        if !t.send && res > 0 {
+            // SAFETY: the kernel wrote `res` bytes (at most the capacity we
+            // passed) at the start of the buffer.
+            unsafe { t.buf.set_len(res as usize) };
+        }
+        t.result = Some(res);
+        out.push(Event {
+            token: t.token,
+            readable: !t.send,
+            writable: t.send,
+            read_closed: false,
+            write_closed: false,
+        });
+    }
+
+    /// The result of a completed transfer (bytes, or a negative errno) and
+    /// its buffer; `None` while it is in flight. Frees the entry.
+    pub(crate) fn take(&mut self, key: usize) -> Option<(i32, Vec<u8>)> {
+        match self.ops.get(key) {
+            Some(Op {
+                kind: OpKind::Transfer(t),
+                cancelled: false,
+            }) if t.result.is_some() => {}
+            _ => return None,
+        }
+        match self.ops.remove(key).kind {
+            OpKind::Transfer(t) => Some((t.result.unwrap_or(-libc::EIO), t.buf)),
+            _ => None,
+        }
+    }
+
+    /// Queues `more` after the bytes of send `key` (and the shutdown, if
+    /// asked), as long as that send has not completed; `false` if it has
+    /// (collect it with `take` and start another).
+    pub(crate) fn extend_send(&mut self, key: usize, more: &[u8], shut_after: bool) -> bool {
+        match self.ops.get_mut(key) {
+            Some(Op {
+                kind: OpKind::Transfer(t),
+                cancelled: false,
+            }) if t.send && t.result.is_none() && !t.detached => {
+                // `then` is never in flight: growing it is safe.
+                t.then.extend_from_slice(more);
+                t.shut_after |= shut_after;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The owner of transfer `key` no longer wants it (a dropped read, a
+    /// closed stream): a receive is cancelled, its buffer kept until the
+    /// cancel's completion; a send goes on in the background until its
+    /// bytes are out (as a closed socket's kernel buffer would), without
+    /// the shutdown. A completed transfer is simply freed.
+    pub(crate) fn release(&mut self, key: usize) {
+        let Some(Op {
+            kind: OpKind::Transfer(t),
+            ..
+        }) = self.ops.get_mut(key)
+        else {
+            return;
+        };
+        if t.result.is_some() {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+        } else if t.send {
+            // The owner is about to close its fd, and a short send is
+            // continued with a new submission: keep a duplicate for it.
+            // SAFETY: fcntl takes no pointers; the result is checked.
+            let dup = unsafe { libc::fcntl(t.fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                self.cancel(key);
+                return;
+            }
+            // SAFETY: `dup` is a fresh descriptor nothing else owns.
+            t.own_fd = Some(unsafe { OwnedFd::from_raw_fd(dup) });
+            t.fd = dup;
+            t.detached = true;
+            t.shut_after = false;
+        } else {
+            self.cancel(key);
+        }
+    }
+
+    /// Like [`release`](Driver::release), but a send is cancelled too
+    /// (`abort`: the queued bytes are dropped).
+    pub(crate) fn cancel_transfer(&mut self, key: usize) {
+        let done = matches!(
+            self.ops.get(key),
+            Some(Op { kind: OpKind::Transfer(t), .. }) if t.result.is_some()
+        );
+        if done {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+        } else {
+            self.cancel(key);
+        }
+    }
+
+    fn arm_source(&mut self, fd: RawFd, token: usize) -> io::Result<()> {
+        let key = self.ops.insert(Op {
+            kind: OpKind::SourcePoll { token, fd },
+            cancelled: false,
+        });
+        let entry = opcode::PollAdd::new(types::Fd(fd), SOURCE_MASK)
+            .multi(true)
+            .build()
+            .user_data(key as u64);
+        // SAFETY: a poll points to no memory; the kernel holds its own
+        // reference to the file for as long as the poll is armed.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.ops.remove(key);
+            return Err(e);
+        }
+        self.sources.insert(fd, key);
+        Ok(())
+    }
+
+    /// Joins an I/O object (both directions, reported on every change).
+    pub(crate) fn register_source(&mut self, fd: RawFd, token: usize) -> io::Result<()> {
+        if self.closed {
+            return Err(closed());
+        }
+        check_pollable(fd)?;
+        // One registration per fd, as epoll has it.
+        if self.sources.contains_key(&fd) || self.fds.contains_key(&fd) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        self.arm_source(fd, token)
+    }
+
+    /// Leaves the driver. The poll's cancel is submitted at once: the poll
+    /// holds a reference to the socket, which would otherwise stay open
+    /// after the caller closes its fd until the next loop iteration.
+    pub(crate) fn deregister_source(&mut self, fd: RawFd) -> io::Result<()> {
+        let Some(key) = self.sources.remove(&fd) else {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        };
+        self.cancel(key);
+        self.flush()
+    }
+
+    /// Sends the queued submissions without waiting.
+    fn flush(&mut self) -> io::Result<()> {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    self.take_cqes();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) fn register(&mut self, fd: RawFd, token: usize, i: Interest) -> io::Result<()> {
+        if self.closed {
+            return Err(closed());
+        }
+        check_pollable(fd)?;
+        if self.fds.contains_key(&fd) || self.sources.contains_key(&fd) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        self.fds.insert(
+            fd,
+            FdWatch {
+                token,
+                interest: i,
+                armed: None,
+            },
+        );
+        self.arm_fd(fd)
+    }
+
+    pub(crate) fn reregister(&mut self, fd: RawFd, token: usize, i: Interest) -> io::Result<()> {
+        let Some(w) = self.fds.get_mut(&fd) else {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        };
+        w.token = token;
+        w.interest = i;
+        self.arm_fd(fd)
+    }
+
+    pub(crate) fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        let Some(w) = self.fds.remove(&fd) else {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        };
+        if let Some((key, _)) = w.armed {
+            self.cancel(key);
+        }
+        Ok(())
+    }
+
+    /// Makes the poll in flight for `fd` match its interest: a one-shot
+    /// poll completes at once when the fd is ready (level-triggered).
+    fn arm_fd(&mut self, fd: RawFd) -> io::Result<()> {
+        let w = &self.fds[&fd];
+        let mut mask = 0u32;
+        if w.interest.read {
+            mask |= (libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP) as u32;
+        }
+        if w.interest.write {
+            mask |= libc::POLLOUT as u32;
+        }
+        match w.armed {
+            Some((_, m)) if m == mask => return Ok(()),
+            Some((key, _)) => {
+                self.fds.get_mut(&fd).expect("present").armed = None;
+                self.cancel(key);
+            }
+            None => {}
+        }
+        if mask == 0 {
+            return Ok(());
+        }
+        let key = self.ops.insert(Op {
+            kind: OpKind::FdPoll { fd },
+            cancelled: false,
+        });
+        let entry = opcode::PollAdd::new(types::Fd(fd), mask)
+            .build()
+            .user_data(key as u64);
+        // SAFETY: a poll points to no memory; the kernel holds its own
+        // reference to the file while the poll is armed.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.ops.remove(key);
+            return Err(e);
+        }
+        self.fds.get_mut(&fd).expect("present").armed = Some((key, mask));
+        Ok(())
+    }
+
+    /// Cancels every operation in flight and reaps them all (buffers are
+    /// freed, the kernel lets go of every file); later registrations fail.
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.fds.clear();
+        self.sources.clear();
+        let keys: Vec<usize> = self.ops.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.cancel(key);
+        }
+        // Cancels complete promptly; the deadline only guards against a
+        // kernel that never answers (the entries would then leak rather
+        // than be freed under the kernel's feet).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut ignored = Vec::new();
+        while !self.ops.is_empty() && Instant::now() < deadline {
+            let ts = types::Timespec::from(Duration::from_millis(50));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.reap(&mut ignored);
+            ignored.clear();
+        }
+        if !self.ops.is_empty() {
+            log::error!(
+                target: "aioloop",
+                "io_uring: {} operations did not complete after their cancel; their buffers are leaked rather than freed",
+                self.ops.len()
+            );
+            std::mem::forget(std::mem::take(&mut self.ops));
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn clamp_len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn closed() -> io::Error {
+    io::Error::other("the io_uring driver is closed")
+}
+
+/// Refuses what epoll refuses: a closed fd (EBADF), a regular file or a
+/// directory (EPERM: always ready, so polling them is a mistake).
+fn check_pollable(fd: RawFd) -> io::Result<()> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the buffer we own; we read it only
+    // when the call succeeded.
+    let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it initialised the buffer.
+    let st = unsafe { st.assume_init() };
+    let fmt = st.st_mode & libc::S_IFMT;
+    if fmt == libc::S_IFREG || fmt == libc::S_IFDIR {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    Ok(())
+}
+
+/// A poll result as a readiness event (as the selector reports them:
+/// a hang-up or an error wakes both directions).
+fn event(token: usize, revents: u32) -> Event {
+    let has = |m: i16| revents & (m as u32) != 0;
+    let err = has(libc::POLLERR);
+    let hup = has(libc::POLLHUP);
+    let read_closed = hup || err || has(libc::POLLRDHUP);
+    let write_closed = hup || err;
+    let broken = read_closed || write_closed;
+    Event {
+        token,
+        readable: has(libc::POLLIN) || has(libc::POLLPRI) || broken,
+        writable: has(libc::POLLOUT) || broken,
+        read_closed,
+        write_closed,
+    }
+}
