@@ -87,11 +87,13 @@ step test cargo test --workspace --all-targets
 # The run above uses Backend::Auto (io_uring on Linux when the kernel allows
 # it). Each forced run prints the backend it used (tests/backend.rs).
 if [ "$(uname -s)" = Linux ]; then
+    cargo test -q --test backend prints_the_backend_of_this_run -- --nocapture 2>/dev/null |
+        grep 'aioloop backend of this run' | sed 's/^/[test] /'
     for backend in selector proactor; do
         step "test-$backend" env AIOLOOP_BACKEND=$backend \
             cargo test --workspace --all-targets
         AIOLOOP_BACKEND=$backend cargo test -q --test backend prints_the_backend_of_this_run \
-            -- --nocapture 2>/dev/null | grep 'aioloop backend of this run'
+            -- --nocapture 2>/dev/null | grep 'aioloop backend of this run' | sed "s/^/[test-$backend] /"
     done
 fi
 # --- end io_uring ------------------------------------------------------------
@@ -185,6 +187,43 @@ if [ "$quick" = 0 ]; then
     step wasm-package-js node --test wasm-tests/js/
 fi
 # --- end wasm32 ---
+
+# --- www/ demo, e2e in Chromium, wasm bench (issue 6 items 6-8) ---
+# Full run only. Uses the package that the wasm32 block's `wasm-package` step
+# built (or builds it with scripts/build-wasm.sh, which also installs the
+# wasm32 target and the pinned wasm-bindgen CLI); installs Debian's chromium
+# only when /usr/bin/chromium is absent, and www/e2e's npm packages (npm ci).
+# Steps: the Node example, the demo page driven in headless Chromium
+# (screenshot: target/e2e/demo.png), the wasm benchmark at --smoke size.
+www_pkg() {
+    if printf '%s\n' "${passed[@]}" | grep -qx wasm-package; then
+        echo "pkg/ was built by the wasm-package step"
+    else
+        ./scripts/build-wasm.sh
+    fi
+}
+
+www_e2e_deps() {
+    if [ ! -x /usr/bin/chromium ]; then
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+    fi
+    (cd www/e2e && npm ci --no-audit --no-fund)
+}
+
+if [ "$quick" = 0 ]; then
+    step www-pkg www_pkg
+    step www-e2e-deps www_e2e_deps
+    step www-node-demo node www/node-demo.mjs
+    step www-e2e node www/e2e/demo.test.mjs
+    step bench-wasm-fmt cargo fmt --manifest-path bench-wasm/Cargo.toml -- --check --color never
+    step bench-wasm-clippy env CARGO_TARGET_DIR="$PWD/target/bench-wasm" \
+        cargo clippy --manifest-path bench-wasm/Cargo.toml --target wasm32-unknown-unknown -- -D warnings
+    step bench-wasm-smoke ./scripts/bench-wasm.sh --smoke
+fi
+# --- end www ---
 
 echo
 echo "test.sh: all ${#passed[@]} steps passed (${passed[*]}) in $((SECONDS - started))s" \

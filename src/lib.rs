@@ -55,12 +55,22 @@
 //! lp.close().unwrap();
 //! ```
 //!
+//! ## On wasm32 (browsers, Node)
+//!
+//! On `wasm32-unknown-unknown` the same API compiles on a backend the JS
+//! host drives (microtask turns, one host `setTimeout` per loop, turns
+//! budgeted so pages keep painting): loops run as soon as they have work,
+//! `EventLoop::run_once` / `start` / `stats` / `set_tick_budget` and
+//! `Task::into_promise` replace the blocking entry points, which (with
+//! threads, sockets, signals and subprocesses) do not exist there. The `js`
+//! feature adds the JS API (`aioloop::js`, built into an npm package by
+//! `scripts/build-wasm.sh`). See the README's WebAssembly section.
+//!
 //! ## Platforms
 //!
-//! Unix, Windows and wasm32 (below). Natively, loops wait in a
-//! [backend](Backend): the selector (mio: epoll, kqueue, Windows AFD), the
-//! io_uring proactor on Linux and the IOCP
-//! proactor on Windows (the default there, as in asyncio). Signals (`signal`),
+//! Unix and Windows. Loops wait in a [backend](Backend): the selector (mio:
+//! epoll, kqueue, Windows AFD) everywhere, and on Windows the IOCP proactor,
+//! which is the default there as in asyncio. Signals (`signal`),
 //! subprocesses and pipes (`process`), Unix sockets, asyncio's `sock_*`
 //! calls and readiness callbacks on raw fds (`add_reader` …) are Unix-only:
 //! they are absent from the Windows build, so using them there is a compile
@@ -76,17 +86,6 @@
 //! let _ = aioloop::signal::ctrl_c();
 //! let _ = aioloop::process::Command::new("true");
 //! ```
-//!
-//! ## On wasm32 (browsers, Node)
-//!
-//! On `wasm32-unknown-unknown` the same API compiles on a backend the JS
-//! host drives (microtask turns, one host `setTimeout` per loop, turns
-//! budgeted so pages keep painting): loops run as soon as they have work,
-//! `EventLoop::run_once` / `start` / `stats` / `set_tick_budget` and
-//! `Task::into_promise` replace the blocking entry points, which (with
-//! threads, sockets, signals and subprocesses) do not exist there. The `js`
-//! feature adds the JS API (`aioloop::js`, built into an npm package by
-//! `scripts/build-wasm.sh`). See the README's WebAssembly section.
 //!
 //! ## Layers
 //!

@@ -299,10 +299,10 @@ macro_rules! thread_policy {
 
 thread_policy! {
     /// The default policy: one current loop per thread, loops on the
-    /// platform's default backend: the proactor (io_uring) on Linux where
-    /// the kernel allows it, else the selector; the proactor (IOCP) on
-    /// Windows, as asyncio since Python 3.8; the host-driven wasm backend on
-    /// wasm32 (`AIOLOOP_BACKEND` overrides the native choice).
+    /// platform's default backend ([`Backend::Auto`]: io_uring on Linux when the
+    /// kernel allows it, else the selector; the IOCP proactor on Windows, as
+    /// asyncio since Python 3.8; the host-driven wasm backend on wasm32;
+    /// `AIOLOOP_BACKEND` overrides it natively).
     ///
     /// As in Python 3.14, [`get_event_loop`](EventLoopPolicy::get_event_loop)
     /// never creates a loop: it errors until one is set.
@@ -343,8 +343,8 @@ thread_policy! {
 thread_policy! {
     /// Like [`DefaultEventLoopPolicy`], but its loops always use the proactor
     /// backend (asyncio's `ProactorEventLoop`): io_uring on Linux, IOCP on
-    /// Windows. Where the
-    /// kernel refuses io_uring, `new_event_loop` returns an
+    /// Windows. Where the kernel refuses io_uring (or on a platform without a
+    /// proactor), `new_event_loop` returns an
     /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error naming
     /// the cause instead of falling back.
     ///

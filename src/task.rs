@@ -73,6 +73,8 @@ impl Drop for Failure {
 
 /// What the loop knows about one live task.
 pub(crate) struct TaskEntry {
+    /// The task's own waker, from its first `Pending` on (see `WAKER_KEPT`):
+    /// before that the task is on the ready queue and needs no waking.
     pub(crate) waker: Option<Waker>,
     /// The sequence number of the task's own sleep, 0 for none (see the
     /// timer store in `time.rs`). Fits in the padding: the entry stays 24 bytes.
@@ -135,27 +137,51 @@ pub(crate) fn wake_task(lp: &Inner, key: u32) {
 
 /// Tags a [`TaskFuture::key`] whose context is stored on the side.
 const OWN_CONTEXT: u32 = 1 << 31;
+/// Tags a [`TaskFuture::key`] whose creation site is in
+/// `Inner::debug_locations` (created in debug mode).
+const HAS_LOCATION: u32 = 1 << 30;
+/// Tags a [`TaskFuture::key`] whose task entry holds the task's waker. The
+/// waker is stored at the task's first `Pending`, not at spawn: a task that
+/// finishes in its first step (most short ones) never clones or drops it.
+/// Until then the task is on the ready queue, so nobody needs to wake it.
+const WAKER_KEPT: u32 = 1 << 29;
+const TAGS: u32 = OWN_CONTEXT | HAS_LOCATION | WAKER_KEPT;
 
 fn slab_key(tagged: u32) -> usize {
-    (tagged & !OWN_CONTEXT) as usize
+    (tagged & !TAGS) as usize
 }
 
+#[inline]
 fn forget_context(lp: &Inner, tagged: u32) {
     if tagged & OWN_CONTEXT != 0 {
-        if let Ok(mut map) = lp.task_contexts.try_borrow_mut() {
-            map.remove(&slab_key(tagged));
-        }
+        forget_own_context(lp, tagged);
     }
 }
 
-/// Where task `key` was created, if the loop was in debug mode then.
-fn take_location(lp: &Inner, key: usize) -> Option<&'static Location<'static>> {
-    let mut locations = lp.debug_locations.borrow_mut();
-    if locations.is_empty() {
+#[cold]
+fn forget_own_context(lp: &Inner, tagged: u32) {
+    if let Ok(mut map) = lp.task_contexts.try_borrow_mut() {
+        map.remove(&slab_key(tagged));
+    }
+}
+
+/// Where the task with this tagged key was created, if the loop was in
+/// debug mode then.
+#[inline]
+fn take_location(lp: &Inner, tagged: u32) -> Option<&'static Location<'static>> {
+    if tagged & HAS_LOCATION == 0 {
         None
     } else {
-        locations.remove(&key)
+        take_recorded_location(lp, tagged)
     }
+}
+
+#[cold]
+fn take_recorded_location(lp: &Inner, tagged: u32) -> Option<&'static Location<'static>> {
+    lp.debug_locations
+        .try_borrow_mut()
+        .ok()?
+        .remove(&slab_key(tagged))
 }
 
 pin_project_lite::pin_project! {
@@ -201,7 +227,7 @@ pin_project_lite::pin_project! {
                     this.lp.cancels.set(this.lp.cancels.get().saturating_sub(1));
                 }
                 forget_context(this.lp, tagged);
-                let location = take_location(this.lp, key);
+                let location = take_location(this.lp, tagged);
                 if let (Some(_), true) = (entry, this.lp.debug.get()) {
                     let lp = EventLoop { inner: this.lp.clone() };
                     let mut ctx = ExceptionContext::new("Task was destroyed but it is pending");
@@ -277,6 +303,17 @@ impl<F: Future> Future for TaskFuture<F> {
                         Err(Error::cancelled()),
                     ));
                 }
+                if tagged & WAKER_KEPT == 0 {
+                    // The first wait: from now on cancel() and due sleeps
+                    // wake the task through its entry. The task's own waker
+                    // never changes, so this happens once.
+                    if let Some(entry) = this.lp.tasks.borrow_mut().get_mut(key) {
+                        entry.waker = Some(cx.waker().clone());
+                    }
+                    if let StageProj::Running { key, .. } = this.stage.project() {
+                        *key |= WAKER_KEPT;
+                    }
+                }
                 Poll::Pending
             }
             Err(payload) => {
@@ -306,7 +343,7 @@ fn finish<F: Future>(
         lp.cancels.set(lp.cancels.get().saturating_sub(1));
     }
     forget_context(lp, tagged_key);
-    let location = take_location(lp, key);
+    let location = take_location(lp, tagged_key);
     drop(entry);
     result.map_err(|mut err| {
         if let Some(location) = location {
@@ -343,11 +380,12 @@ pub(crate) fn spawn<F: Future + 'static>(
 ) -> Task<F::Output> {
     let inner = &lp.inner;
     let key = inner.tasks.borrow_mut().insert(TaskEntry::new());
+    // 2^29 live tasks would need tens of gigabytes first.
+    let mut tagged_key = u32::try_from(key).unwrap_or(WAKER_KEPT - 1) & !TAGS;
     if inner.debug.get() {
         inner.debug_locations.borrow_mut().insert(key, location);
+        tagged_key |= HAS_LOCATION;
     }
-    // 2^31 live tasks would need hundreds of gigabytes first.
-    let mut tagged_key = u32::try_from(key).unwrap_or(OWN_CONTEXT - 1) & !OWN_CONTEXT;
     if ctx != inner.default_ctx.get() {
         inner.task_contexts.borrow_mut().insert(key, ctx);
         tagged_key |= OWN_CONTEXT;
@@ -366,18 +404,18 @@ pub(crate) fn spawn<F: Future + 'static>(
             move |_| wrapper,
             move |r| crate::event_loop::schedule_task(&remote, r),
         );
-    // The task's own waker never changes: keep it from the start, so that
-    // cancel() and due sleeps can wake the task without its steps storing it.
-    if let Some(entry) = inner.tasks.borrow_mut().get_mut(key) {
-        entry.waker = Some(runnable.waker());
-    }
+    // The entry gets the task's waker at its first wait (see WAKER_KEPT).
     if inner.is_closed() {
         // Never polls the future: ends at once with `Closed`.
         runnable.run();
     } else {
         inner.ready.borrow_mut().push_back(Ready::Task(runnable));
+        // Inside a turn (tasks spawning tasks) the turn's end schedules the
+        // next one: no host call per spawn.
         #[cfg(target_arch = "wasm32")]
-        inner.wake_host();
+        if !inner.is_running() {
+            inner.wake_host();
+        }
     }
     Task {
         raw: Some(task),
@@ -551,7 +589,11 @@ impl<T> Future for Task<T> {
         };
         match Pin::new(raw).poll(cx) {
             Poll::Ready(r) => {
-                self.raw = None;
+                // The output is taken: detaching frees the task without the
+                // cancel step a plain drop makes.
+                if let Some(raw) = self.raw.take() {
+                    raw.detach();
+                }
                 Poll::Ready(r.map_err(Failure::into_error))
             }
             Poll::Pending => Poll::Pending,

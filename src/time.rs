@@ -77,9 +77,34 @@ const OWN_WAKER: u32 = 1 << 31;
 const COMPACT_MIN: usize = 100;
 
 /// The instant all deadlines are counted from, as nanoseconds in a `u64`.
+///
+/// As early as the clock allows, up to a year before the first timer: an
+/// instant a program took before that (a `call_at` base computed early) must
+/// keep its own count, not saturate to 0 and tie with every other early
+/// deadline (ties fire in scheduling order, not deadline order). Natively
+/// the monotonic clock goes back a year; on wasm32 it starts at the page's
+/// or process's time origin, found by halving the step.
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
+    *BASE.get_or_init(|| earliest_before(Instant::now(), Duration::from_secs(365 * 86_400)))
+}
+
+/// `now` minus the largest offset up to `max` the clock can represent
+/// (within a microsecond).
+fn earliest_before(now: Instant, max: Duration) -> Instant {
+    if let Some(t) = now.checked_sub(max) {
+        return t;
+    }
+    let (mut ok, mut bad) = (Duration::ZERO, max);
+    while bad - ok > Duration::from_micros(1) {
+        let mid = ok + (bad - ok) / 2;
+        if now.checked_sub(mid).is_some() {
+            ok = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    now - ok
 }
 
 pub(crate) fn to_nanos(when: Instant) -> u64 {

@@ -231,8 +231,7 @@ fn default_policy_makes_proactor_loops_on_windows_unless_told_otherwise() {
     lp.close().unwrap();
 }
 
-// Linux has io_uring and Windows IOCP; elsewhere (macOS, the BSDs) there is
-// no proactor yet.
+// Linux has io_uring (tests/backend.rs covers its refusals), Windows IOCP.
 #[cfg(not(any(windows, target_os = "linux")))]
 #[test]
 fn the_proactor_is_unsupported_elsewhere_and_says_so() {

@@ -185,20 +185,26 @@ fn closing_a_loop_with_operations_in_flight_reaps_them_all() {
             let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
             let chunk = vec![7u8; 1 << 20];
             let mut conns = Vec::new();
-            for _ in 0..100 {
-                let (mut c, s) = pair(&listener).await;
+            for i in 0..100 {
+                let (mut c, mut s) = pair(&listener).await;
                 // A receive in flight, and a send the peer does not read.
                 start_read(&mut c).await;
                 c.write_all(&chunk).await.unwrap();
+                if i % 2 == 0 {
+                    // This receive completes, and nobody collects it.
+                    s.write_all(b"never read").await.unwrap();
+                }
                 conns.push((c, s));
             }
+            // Wait in the backend, so those completions are reaped.
+            aioloop::sleep(Duration::from_millis(50)).await;
             conns
         })
         .unwrap();
     let started = Instant::now();
     lp.close().unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(2),
         "close() reaped everything promptly ({:?})",
         started.elapsed()
     );
@@ -211,4 +217,41 @@ fn closing_a_loop_with_operations_in_flight_reaps_them_all() {
     drop(conns);
     drop(lp);
     assert_eq!(open_fds(), baseline, "no descriptor left behind");
+}
+
+#[test]
+fn listeners_dropped_with_accepts_in_flight_close_the_late_connections() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let baseline = open_fds();
+    let Some(lp) = proactor() else { return };
+    lp.run_until_complete(async {
+        for i in 0..200 {
+            let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = l.local_addr().unwrap();
+            // An ACCEPT in flight…
+            futures::future::poll_fn(|cx| {
+                assert!(l.poll_accept(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            // …which a peer completes, now or while the listener goes.
+            let peer = std::net::TcpStream::connect(addr).unwrap();
+            if i % 2 == 0 {
+                aioloop::sleep(Duration::from_millis(1)).await;
+            }
+            drop(l);
+            drop(peer);
+        }
+        // Accepting still works, with the peer's address.
+        let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = within("connect", TcpStream::connect(addr)).await.unwrap();
+        let (_s, peer) = within("accept", l.accept()).await.unwrap();
+        assert!(peer.ip().is_loopback());
+        drop(c);
+    })
+    .unwrap();
+    lp.close().unwrap();
+    drop(lp);
+    assert_eq!(open_fds(), baseline, "every late connection was closed");
 }

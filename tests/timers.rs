@@ -527,3 +527,24 @@ fn a_sleep_created_before_the_loop_runs_counts_from_its_creation() {
     assert!(Instant::now() >= deadline);
     lp.close().unwrap();
 }
+
+/// Deadlines built from an instant taken before the process ever used a
+/// timer still fire in deadline order (they must not collapse into ties).
+#[test]
+fn deadlines_from_an_instant_taken_early_keep_their_order() {
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(20));
+    let lp = EventLoop::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    for (i, ms) in [5u64, 1, 0, 3].into_iter().enumerate() {
+        let o = order.clone();
+        lp.call_at(t0 + Duration::from_millis(ms), move || {
+            o.borrow_mut().push(i)
+        })
+        .unwrap();
+    }
+    lp.run_until_complete(aioloop::sleep(Duration::from_millis(5)))
+        .unwrap();
+    assert_eq!(*order.borrow(), vec![2, 1, 3, 0]);
+    lp.close().unwrap();
+}

@@ -9,6 +9,8 @@ mod benches;
 mod report;
 mod runtimes;
 mod sys;
+#[cfg(target_os = "linux")]
+mod uring_peers;
 mod xproc;
 
 use std::collections::HashMap;

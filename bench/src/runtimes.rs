@@ -141,6 +141,13 @@ fn io_err(e: aioloop::Error) -> io::Error {
 #[derive(Debug)]
 pub struct Unwrap<J>(J);
 
+impl<J> Unwrap<J> {
+    /// Wraps a join handle whose output is a `Result`.
+    pub fn new(join: J) -> Unwrap<J> {
+        Unwrap(join)
+    }
+}
+
 impl<J, T, E> Future for Unwrap<J>
 where
     J: Future<Output = Result<T, E>> + Unpin,
@@ -530,7 +537,19 @@ const fn entry<R: Runtime>() -> RuntimeEntry {
 }
 
 /// Every runtime, aioloop first (the others are its peers).
+#[cfg(not(target_os = "linux"))]
 pub const RUNTIMES: &[RuntimeEntry] = &[entry::<AioLoop>(), entry::<Tokio>(), entry::<Smol>()];
+
+/// Every runtime, aioloop first (the others are its peers); on Linux also
+/// the io_uring peers.
+#[cfg(target_os = "linux")]
+pub const RUNTIMES: &[RuntimeEntry] = &[
+    entry::<AioLoop>(),
+    entry::<Tokio>(),
+    entry::<Smol>(),
+    entry::<crate::uring_peers::Monoio>(),
+    entry::<crate::uring_peers::Compio>(),
+];
 
 /// Looks a runtime up by name.
 pub fn find(name: &str) -> Option<&'static RuntimeEntry> {

@@ -167,6 +167,22 @@ impl Driver {
         self.uring()?.submit_recv(fd, token, buf)
     }
 
+    pub(crate) fn submit_recv_msg(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+    ) -> io::Result<usize> {
+        self.uring()?.submit_recv_msg(fd, token, buf)
+    }
+
+    pub(crate) fn take_from(
+        &mut self,
+        op: usize,
+    ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+        self.uring().ok()?.take_from(op)
+    }
+
     pub(crate) fn submit_send(
         &mut self,
         fd: RawFd,
@@ -184,6 +200,23 @@ impl Driver {
     pub(crate) fn extend_send(&mut self, op: usize, more: &[u8], shut_after: bool) -> bool {
         self.uring()
             .is_ok_and(|d| d.extend_send(op, more, shut_after))
+    }
+
+    pub(crate) fn submit_accept(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.uring()?.submit_accept(fd, token)
+    }
+
+    pub(crate) fn take_accept(
+        &mut self,
+        op: usize,
+    ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
+        self.uring().ok()?.take_accept(op)
+    }
+
+    pub(crate) fn quiet_source(&mut self, fd: RawFd) {
+        if let Ok(d) = self.uring() {
+            d.quiet_source(fd);
+        }
     }
 
     pub(crate) fn release(&mut self, op: usize) {

@@ -37,6 +37,43 @@
 //!         all their completions before returning, so no buffer is freed
 //!         and no file kept open under the kernel. Later registrations fail.
 //!
+//!     Completion-based transfers (a proactor; `completions()` is false on a
+//!     readiness backend, and the loop then never calls the others):
+//!     fn completions(&self) -> bool
+//!     fn buffer(&mut self, cap) -> Vec<u8>        a pooled, empty buffer
+//!     fn recycle(&mut self, Vec<u8>)              gives one back
+//!     fn submit_recv(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!         Receives up to the buffer's capacity into it. The buffer now
+//!         belongs to the operation.
+//!     fn submit_send(&mut self, fd, token, Vec<u8>, shut_after) -> io::Result<OpKey>
+//!         Sends all of the buffer (the driver continues short sends), then
+//!         shuts the write side down if asked.
+//!     fn extend_send(&mut self, OpKey, &[u8], shut_after) -> bool
+//!         Queues more bytes behind a send still in flight (false once it
+//!         completed: take it and submit another). Keeps the byte order.
+//!     fn take(&mut self, OpKey) -> Option<(i32, Vec<u8>)>
+//!         A completed transfer's result (bytes, or -errno) and its buffer;
+//!         None while in flight. Each completion is also reported by `poll`
+//!         as an event with the transfer's token (readable for a receive,
+//!         writable for a send), so the usual readiness wake-ups apply.
+//!     fn submit_recv_msg(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!     fn take_from(&mut self, OpKey) -> Option<(i32, Vec<u8>, Option<SocketAddr>)>
+//!         One datagram (`RECVMSG`) and its sender.
+//!     fn submit_accept(&mut self, fd, token) -> io::Result<OpKey>
+//!     fn take_accept(&mut self, OpKey) -> Option<io::Result<(TcpStream, SocketAddr)>>
+//!         One connection (`ACCEPT`, non-blocking, close-on-exec). A
+//!         connection accepted after its listener let go is closed.
+//!     fn quiet_source(&mut self, fd)
+//!         The object's transfers all complete through the driver now (a
+//!         stream): its readiness poll, which would double their events,
+//!         is dropped; it stays registered.
+//!     fn release(&mut self, OpKey)
+//!         The owner lets go (a closed stream): a receive is cancelled, a
+//!         send finishes in the background on a duplicate of the fd.
+//!     fn cancel_transfer(&mut self, OpKey)
+//!         Cancels either kind (abort). A cancelled operation keeps its
+//!         buffer until its own completion is reaped.
+//!
 //! mod net                             the socket types I/O objects wrap
 //!     TcpListener, TcpStream, UdpSocket (+ UnixListener, UnixStream,
 //!     UnixDatagram on Unix): non-blocking; an operation that would block
@@ -62,18 +99,6 @@
 //! Tokens are plain `usize` values chosen by the loop (`slab` keys); the
 //! backend hands them back untouched in [`Event`].
 //!
-//! ## Buffers (for completion backends)
-//!
-//! A readiness backend (the selector) only says "you may read now", so the
-//! caller's buffer is borrowed for the length of one non-blocking syscall. A
-//! completion backend (io_uring, IOCP) writes into a buffer *after* the call
-//! that submitted the operation returned, so the rule for every operation that
-//! the contract grows is: **a buffer the kernel may write into or read from is
-//! owned by the operation (or the runtime) until the completion is reaped**,
-//! never borrowed from a future that could be dropped first. Cancelling such an
-//! operation means submitting a cancel and keeping the buffer alive until the
-//! cancel's completion arrives.
-//!
 //! ## Windows: two backends behind one `sys`
 //!
 //! On Windows `sys` is `windows.rs`, which forwards each call to the backend
@@ -87,7 +112,28 @@
 //! listener keeps `AcceptEx` calls in flight, a connect is a `ConnectEx`;
 //! each completion becomes an [`Event`] of its direction. The `OVERLAPPED`
 //! plumbing (and all of the crate's `unsafe`) stays in `iocp/`.
-//! Its `completions()` is false: the loop sees readiness only.
+//!
+//! ## Buffers (for completion backends)
+//!
+//! A readiness backend (the selector) only says "you may read now", so the
+//! caller's buffer is borrowed for the length of one non-blocking syscall. A
+//! completion backend (io_uring, IOCP) writes into a buffer *after* the call
+//! that submitted the operation returned, so the rule for every operation that
+//! the contract grows is: **a buffer the kernel may write into or read from is
+//! owned by the operation (or the runtime) until the completion is reaped**,
+//! never borrowed from a future that could be dropped first. Cancelling such an
+//! operation means submitting a cancel and keeping the buffer alive until the
+//! target's completion arrives.
+//!
+//! In this crate: the driver's operation table owns every buffer in flight
+//! (the `Vec<u8>` handed to `submit_*`); the loop's streams and transports
+//! hold only operation keys. A dropped read future leaves its receive with
+//! the stream (the next read gets the bytes, nothing is lost); a dropped
+//! stream releases it (cancelled, freed on completion); a closing loop
+//! cancels and reaps everything before `close()` returns. Any fd in an
+//! operation outlives it: the kernel holds a file reference from submission
+//! on, and a send left to finish after its stream closed runs on the
+//! operation's own duplicate of the fd.
 //!
 //! ## wasm32: the host waits, not the loop
 //!
@@ -98,11 +144,98 @@
 //! deadline, a yielding macrotask after a turn that used up its budget), and
 //! `Notifier::notify` asks for a turn from a waker. `event_loop/wasm.rs` is
 //! the loop's side. Its module doc has the details.
+//!
+//! ## Windows: the IOCP proactor
+//!
+//! The same rule, on an I/O completion port: an operation's `OVERLAPPED`,
+//! buffers and socket live in a reference-counted op of which the kernel
+//! holds one count from submission until `GetQueuedCompletionStatusEx`
+//! hands the completion back; a dropped object cancels its reads with
+//! `CancelIoEx` (its sends complete, so written bytes still reach the peer),
+//! and closing a loop cancels and reaps everything in flight.
 
 use std::fmt;
 use std::sync::OnceLock;
 
 use crate::{Error, ErrorKind};
+
+/// The loop-level completion calls (`completions`, `submit_*`, `take*`…)
+/// for a driver that runs no transfers for the loop: `completions()` is
+/// false, so the loop never calls the others (they fail cleanly if it did).
+/// io_uring (`linux.rs`) implements them for real; the selector on other
+/// Unixes and the Windows driver (whose IOCP sockets complete inside the
+/// backend) use this.
+#[cfg_attr(any(target_os = "linux", target_arch = "wasm32"), allow(unused_macros))]
+macro_rules! no_loop_completions {
+    ($driver:ty) => {
+        // Some go unused where the backend does that work itself (Windows
+        // accepts inside its sockets).
+        #[allow(dead_code)]
+        impl $driver {
+            pub(crate) fn completions(&self) -> bool {
+                false
+            }
+            pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
+                Vec::with_capacity(cap)
+            }
+            pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
+            pub(crate) fn submit_recv(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn submit_send(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+                _: bool,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
+                None
+            }
+            pub(crate) fn submit_recv_msg(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn take_from(
+                &mut self,
+                _: usize,
+            ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+                None
+            }
+            pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
+                false
+            }
+            pub(crate) fn submit_accept(&mut self, _: i32, _: usize) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn take_accept(
+                &mut self,
+                _: usize,
+            ) -> Option<std::io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
+                None
+            }
+            pub(crate) fn quiet_source(&mut self, _: i32) {}
+            pub(crate) fn release(&mut self, _: usize) {}
+            pub(crate) fn cancel_transfer(&mut self, _: usize) {}
+        }
+    };
+}
+#[cfg_attr(
+    any(target_os = "linux", target_arch = "wasm32"),
+    allow(unused_imports)
+)]
+pub(crate) use no_loop_completions;
 
 cfg_if::cfg_if! {
     if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
@@ -141,10 +274,10 @@ pub(crate) mod signal;
 /// `Auto` picks the platform's default: on Linux the proactor (io_uring)
 /// when the kernel allows it, else the selector (the choice is probed once
 /// per process, and a fallback is logged once); on Windows the proactor
-/// (IOCP); elsewhere the selector. The
-/// `AIOLOOP_BACKEND` environment variable (`selector`, `proactor`, `auto`),
-/// read once per process, overrides `Auto`, so a whole test suite can be
-/// forced onto one backend.
+/// (IOCP), as asyncio; on wasm32 the host-driven backend; elsewhere the
+/// selector. The `AIOLOOP_BACKEND` environment variable (`selector`,
+/// `proactor`, `auto`), read once per process, overrides `Auto`, so a whole
+/// test suite can be forced onto one backend.
 ///
 /// Pass it to [`LoopBuilder::backend`](crate::LoopBuilder::backend);
 /// [`EventLoop::backend`](crate::EventLoop::backend) reports the one a loop
@@ -173,16 +306,17 @@ pub(crate) mod signal;
 #[non_exhaustive]
 pub enum Backend {
     /// The platform's default: the proactor on Linux when io_uring is
-    /// usable (falling back to the selector) and on Windows (IOCP),
+    /// usable (falling back to the selector) and on Windows,
     /// [`Wasm`](Backend::Wasm) on wasm32, the selector elsewhere.
     #[default]
     Auto,
     /// Readiness-based: epoll, kqueue or Windows AFD through `mio`.
     Selector,
     /// Completion-based (asyncio's `ProactorEventLoop`): io_uring on Linux,
-    /// where readiness callbacks (`add_reader`) work too, through
-    /// `POLL_ADD`; an I/O completion port (IOCP) on Windows, where it is the
-    /// default as in asyncio since Python 3.8.
+    /// an I/O completion port (IOCP) on Windows. On Linux readiness
+    /// callbacks (`add_reader`) work too, through `POLL_ADD`. Elsewhere a
+    /// loop asked for it fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
     Proactor,
     // --- wasm32 (issue 6) ---
     /// Driven by the JS host (browsers, Node) on `wasm32-unknown-unknown`:

@@ -17,13 +17,13 @@ use super::{Backend, Event};
 pub(crate) const SHORT_TRANSFER_REARMS: bool = true;
 
 /// Without a proactor on this platform, `Backend::Auto` is the selector.
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn auto_backend() -> Backend {
     Backend::Selector
 }
 
 /// Why an explicit `Backend::Proactor` cannot start on this platform.
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn proactor_support() -> Result<(), String> {
     Err("this platform has no proactor backend yet (io_uring exists on Linux only)".into())
 }
@@ -170,7 +170,7 @@ pub(crate) mod net {
     }
 
     /// Completion-based operations need a proactor: none exist here.
-    #[cfg(not(any(target_os = "linux", windows)))]
+    #[cfg(all(unix, not(target_os = "linux")))]
     pub(crate) fn source_fd(_: &impl Source) -> i32 {
         -1
     }
@@ -256,38 +256,8 @@ pub(crate) mod net {
     }
 }
 
-/// A readiness backend runs no transfers: `completions()` is false, so the
-/// loop never calls the others (they fail cleanly if it did).
-#[cfg(not(any(target_os = "linux", windows)))]
-impl Driver {
-    pub(crate) fn completions(&self) -> bool {
-        false
-    }
-    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
-        Vec::with_capacity(cap)
-    }
-    pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
-    pub(crate) fn submit_recv(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn submit_send(
-        &mut self,
-        _: i32,
-        _: usize,
-        _: Vec<u8>,
-        _: bool,
-    ) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
-        None
-    }
-    pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
-        false
-    }
-    pub(crate) fn release(&mut self, _: usize) {}
-    pub(crate) fn cancel_transfer(&mut self, _: usize) {}
-}
+#[cfg(all(unix, not(target_os = "linux")))]
+super::no_loop_completions!(Driver);
 
 #[cfg(unix)]
 mod fd {

@@ -18,16 +18,6 @@ use super::{iocp, selector, Backend, Event};
 /// `WouldBlock`, and the IOCP sockets report a completion per operation.
 pub(crate) const SHORT_TRANSFER_REARMS: bool = false;
 
-/// `Backend::Auto` on Windows: the proactor, as asyncio since Python 3.8.
-pub(crate) fn auto_backend() -> Backend {
-    Backend::Proactor
-}
-
-/// IOCP is always there on Windows.
-pub(crate) fn proactor_support() -> Result<(), String> {
-    Ok(())
-}
-
 /// One loop's driver: the backend it was made with.
 pub(crate) enum Driver {
     Selector(selector::Driver),
@@ -50,6 +40,16 @@ impl Notifier {
 }
 
 impl Driver {
+    /// The loop is closing. The IOCP driver cancels and reaps what is still
+    /// in flight when it drops (see `iocp::Driver`'s `Drop`), which the
+    /// loop's close leads to once its objects are gone; the selector has
+    /// nothing in flight.
+    pub(crate) fn close(&mut self) {
+        if let Driver::Selector(d) = self {
+            d.close();
+        }
+    }
+
     pub(crate) fn new(backend: Backend) -> io::Result<Driver> {
         match backend {
             Backend::Proactor => Ok(Driver::Proactor(iocp::Driver::new()?)),
@@ -82,46 +82,6 @@ impl Driver {
         }
     }
 
-    /// Closing the loop: the proactor cancels and reaps what is in flight.
-    pub(crate) fn close(&mut self) {
-        match self {
-            Driver::Selector(d) => d.close(),
-            Driver::Proactor(d) => d.close(),
-        }
-    }
-
-    // The completion-based transfers of the contract belong to io_uring:
-    // the IOCP sockets hide their completions behind readiness, so
-    // `completions()` is false and the loop never calls the others (they
-    // fail cleanly if it did).
-    pub(crate) fn completions(&self) -> bool {
-        false
-    }
-    pub(crate) fn buffer(&mut self, cap: usize) -> Vec<u8> {
-        Vec::with_capacity(cap)
-    }
-    pub(crate) fn recycle(&mut self, _: Vec<u8>) {}
-    pub(crate) fn submit_recv(&mut self, _: i32, _: usize, _: Vec<u8>) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn submit_send(
-        &mut self,
-        _: i32,
-        _: usize,
-        _: Vec<u8>,
-        _: bool,
-    ) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
-        None
-    }
-    pub(crate) fn extend_send(&mut self, _: usize, _: &[u8], _: bool) -> bool {
-        false
-    }
-    pub(crate) fn release(&mut self, _: usize) {}
-    pub(crate) fn cancel_transfer(&mut self, _: usize) {}
-
     pub(crate) fn register_source(
         &mut self,
         src: &mut impl net::Source,
@@ -145,7 +105,8 @@ pub(crate) mod net {
 
     pub(crate) use selector::net::write_error;
 
-    /// No raw fds here: the completion transfers (io_uring) are not used.
+    /// The fd the loop's completion calls would use: none here, IOCP
+    /// sockets complete inside this backend (`completions()` is false).
     pub(crate) fn source_fd(_: &impl Source) -> i32 {
         -1
     }
@@ -483,3 +444,16 @@ pub(crate) mod net {
         )
     }
 }
+
+/// `Backend::Auto` on Windows: the proactor (IOCP), as asyncio's default
+/// since Python 3.8.
+pub(crate) fn auto_backend() -> Backend {
+    Backend::Proactor
+}
+
+/// The IOCP proactor is always there on Windows.
+pub(crate) fn proactor_support() -> Result<(), String> {
+    Ok(())
+}
+
+super::no_loop_completions!(Driver);

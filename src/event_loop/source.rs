@@ -79,6 +79,10 @@ struct Flow {
     shut: bool,
 }
 
+/// The largest UDP payload (65535 − 8 − 20): a datagram receive asks for
+/// this much, so nothing is cut short before the caller's own buffer does.
+const DATAGRAM_MAX: usize = 65_507;
+
 /// How much a receive asks for at most / at least.
 const RECV_MAX: usize = 64 * 1024;
 const RECV_MIN: usize = 16 * 1024;
@@ -354,7 +358,7 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = s.flow.get_or_insert_with(Box::default);
+        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
         loop {
             if flow.pos < flow.stash.len() {
@@ -405,6 +409,114 @@ impl Registration {
         }
     }
 
+    /// A non-blocking datagram receive: one whole datagram copied into
+    /// `buf` (the rest of a longer one is dropped, as `recv_from` does) and
+    /// its sender, or `WouldBlock`. A readiness backend runs `direct` (the
+    /// syscall); a completion backend keeps one `RECVMSG` in flight into a
+    /// buffer it owns.
+    pub(crate) fn recv_from_with(
+        &self,
+        buf: &mut [u8],
+        direct: impl FnOnce(&mut [u8]) -> io::Result<(usize, std::net::SocketAddr)>,
+    ) -> io::Result<(usize, std::net::SocketAddr)> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct(buf);
+        }
+        let mut sources = inner.sources.borrow_mut();
+        let Some(s) = sources.entries.get_mut(self.key) else {
+            return Err(io::Error::other(Error::closed()));
+        };
+        let fd = s.fd;
+        let token = self.key | SOURCE_TOKEN;
+        let flow = s.flow.get_or_insert_with(Box::default);
+        let mut driver = inner.driver.borrow_mut();
+        let mut got = None;
+        if let Some(op) = flow.read_op {
+            match driver.take_from(op) {
+                None => return Err(io::ErrorKind::WouldBlock.into()),
+                Some((res, data, from)) => {
+                    flow.read_op = None;
+                    got = Some((res, data, from));
+                }
+            }
+        }
+        // Keep one receive in flight (read ahead), so the next datagram
+        // comes with an event.
+        let b = driver.buffer(DATAGRAM_MAX);
+        flow.read_op = Some(driver.submit_recv_msg(fd, token, b)?);
+        let Some((res, data, from)) = got else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let out = if res < 0 {
+            Err(io::Error::from_raw_os_error(-res))
+        } else {
+            let n = buf.len().min(data.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            match from {
+                Some(from) => Ok((n, from)),
+                None => Err(io::Error::other(
+                    "a datagram arrived from an address that is not an IP address",
+                )),
+            }
+        };
+        driver.recycle(data);
+        out
+    }
+
+    /// The stream's transfer state, made on first use; from then on its
+    /// transfers' completions are its events, so the backend drops the
+    /// readiness poll that would only double them.
+    fn stream_flow<'a>(
+        s: &'a mut SourceState,
+        driver: &mut crate::backend::Driver,
+    ) -> &'a mut Flow {
+        if s.flow.is_none() {
+            driver.quiet_source(s.fd);
+        }
+        s.flow.get_or_insert_with(Box::default)
+    }
+
+    /// A non-blocking TCP accept: a connection and its peer, or
+    /// `WouldBlock`. A readiness backend runs `direct` (the accept
+    /// syscall); a completion backend keeps one `ACCEPT` in flight (a
+    /// connection it accepts after the listener closed is closed).
+    #[cfg_attr(windows, allow(dead_code))] // Windows accepts in the backend
+    pub(crate) fn accept_with(
+        &self,
+        direct: impl FnOnce() -> io::Result<(std::net::TcpStream, std::net::SocketAddr)>,
+    ) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct();
+        }
+        let mut sources = inner.sources.borrow_mut();
+        let Some(s) = sources.entries.get_mut(self.key) else {
+            return Err(io::Error::other(Error::closed()));
+        };
+        let fd = s.fd;
+        let token = self.key | SOURCE_TOKEN;
+        let flow = s.flow.get_or_insert_with(Box::default);
+        let mut driver = inner.driver.borrow_mut();
+        let got = match flow.read_op {
+            Some(op) => match driver.take_accept(op) {
+                None => return Err(io::ErrorKind::WouldBlock.into()),
+                Some(r) => {
+                    flow.read_op = None;
+                    Some(r)
+                }
+            },
+            None => None,
+        };
+        match got {
+            Some(r) => r,
+            None => {
+                flow.read_op = Some(driver.submit_accept(fd, token)?);
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        }
+    }
+
     /// Collects a finished send of `flow`, recording its error.
     fn collect_send(flow: &mut Flow, driver: &mut crate::backend::Driver) {
         if let Some(op) = flow.write_op {
@@ -437,7 +549,7 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = s.flow.get_or_insert_with(Box::default);
+        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
         Registration::collect_send(flow, &mut driver);
         if let Some(errno) = flow.write_err {
@@ -509,7 +621,7 @@ impl Registration {
         {
             let mut sources = inner.sources.borrow_mut();
             if let Some(s) = sources.entries.get_mut(self.key) {
-                let flow = s.flow.get_or_insert_with(Box::default);
+                let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
                 let mut driver = inner.driver.borrow_mut();
                 Registration::collect_send(flow, &mut driver);
                 flow.shut = true;

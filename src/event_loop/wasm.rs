@@ -8,7 +8,8 @@
 //!    queue;
 //! 2. runs only the ready work queued before the turn began (anything it
 //!    schedules runs in a later turn), checking the clock every
-//!    [`CLOCK_EVERY`] items: once the **slice** (the turns since the host last
+//!    [`CLOCK_EVERY`] items (less often, up to [`CLOCK_EVERY_MAX`], while
+//!    the items are quick): once the **slice** (the turns since the host last
 //!    had control) has used its budget, the turn stops early, leaving the
 //!    rest at the front of the queue;
 //! 3. asks the host for the next turn: a microtask while the slice has
@@ -43,9 +44,18 @@ use crate::{Error, ErrorKind, TaskContextId};
 
 use super::Ready;
 
-/// The clock is read once per this many ready items (a `performance.now()`
-/// call costs up to half a microsecond in browsers).
+/// The clock is read once per this many ready items at first (a
+/// `performance.now()` call costs up to half a microsecond in browsers).
 pub(crate) const CLOCK_EVERY: usize = 16;
+
+/// The most items between two clock reads: a turn of quick items doubles the
+/// interval from [`CLOCK_EVERY`] while the items between two reads took less
+/// than [`CLOCK_GROW_BELOW`] of the budget, up to this.
+const CLOCK_EVERY_MAX: usize = 256;
+
+/// See [`CLOCK_EVERY_MAX`]: the interval grows only while it keeps the
+/// overshoot past the budget below 1/16 of it (for evenly sized items).
+const CLOCK_GROW_BELOW: u32 = 32;
 
 /// The default slice: how long the loop may keep the host busy before it
 /// yields with a macrotask (React's scheduler uses the same 5 ms).
@@ -309,6 +319,12 @@ fn turn(lp: &EventLoop, sched: &Rc<Scheduler>, manual: bool) -> Result<usize, Er
     let debug = inner.debug.get();
     let mut ran = 0;
     let mut over = false;
+    // The clock is read every `every` items; quick items make that rarer
+    // (see CLOCK_EVERY_MAX), slow ones keep it at CLOCK_EVERY.
+    let mut every = CLOCK_EVERY;
+    let mut next_check = every;
+    let mut last_check = start;
+    let grow_below = budget / CLOCK_GROW_BELOW;
     while ran < ntodo {
         let item = inner.ready.borrow_mut().pop_front();
         let Some(item) = item else { break };
@@ -319,9 +335,17 @@ fn turn(lp: &EventLoop, sched: &Rc<Scheduler>, manual: bool) -> Result<usize, Er
             lp.run_item(item, &mut || {});
         }
         ran += 1;
-        if ran % CLOCK_EVERY == 0 && ran < ntodo && slice_start.elapsed() >= budget {
-            over = true;
-            break;
+        if ran == next_check && ran < ntodo {
+            let now = Instant::now();
+            if now.saturating_duration_since(slice_start) >= budget {
+                over = true;
+                break;
+            }
+            if every < CLOCK_EVERY_MAX && now.saturating_duration_since(last_check) < grow_below {
+                every *= 2;
+            }
+            last_check = now;
+            next_check = ran + every;
         }
     }
     let over = over || slice_start.elapsed() >= budget;
@@ -422,6 +446,12 @@ fn recover(lp: &EventLoop, sched: &Rc<Scheduler>, thrown: &JsValue) {
 }
 
 impl Inner {
+    /// Whether one of this loop's turns is running now.
+    #[inline]
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.get()
+    }
+
     /// Work was queued from outside a turn: make sure the host runs one.
     pub(crate) fn wake_host(&self) {
         if self.running.get() || self.stopping.get() || self.closed.get() || self.host.is_dead() {
@@ -653,7 +683,16 @@ impl EventLoop {
 impl From<Error> for JsValue {
     fn from(err: Error) -> JsValue {
         let kind = format!("{:?}", err.kind());
-        let e = js_sys::Error::new(err.message());
+        // The messages name the Rust calls; say what to call from JS too.
+        let hint = match err.kind() {
+            ErrorKind::NoCurrentLoop => {
+                " (from JS: make one with newEventLoop() and setEventLoop(lp), or use withContext(id, fn) under a context-keyed policy)"
+            }
+            ErrorKind::NoContext => " (from JS: run the code inside withContext(id, fn))",
+            ErrorKind::NoRunningLoop => " (from JS: call it from a callback or task of a loop)",
+            _ => "",
+        };
+        let e = js_sys::Error::new(&format!("{}{hint}", err.message()));
         e.set_name(&format!("{kind}Error"));
         let _ = js_sys::Reflect::set(&e, &JsValue::from_str("kind"), &JsValue::from_str(&kind));
         e.into()

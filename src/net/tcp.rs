@@ -164,7 +164,22 @@ impl TcpListener {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(TcpStream, SocketAddr), Error>> {
         let lp = self.reg.event_loop();
-        match self.reg.poll_io(cx, Direction::Read, || self.io.accept()) {
+        // A completion backend accepts with its own ACCEPT; the readiness
+        // one with the accept syscall.
+        let res = self.reg.poll_io(cx, Direction::Read, || {
+            // Windows' sockets (mio or IOCP) accept inside the backend.
+            #[cfg(windows)]
+            return self.io.accept();
+            #[cfg(not(windows))]
+            self.reg
+                .accept_with(|| {
+                    self.io
+                        .accept()
+                        .map(|(s, peer)| (std::net::TcpStream::from(s), peer))
+                })
+                .map(|(s, peer)| (sys::TcpStream::from_std(s), peer))
+        });
+        match res {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("accepting a TCP connection", e))),
             Poll::Ready(Ok((mut io, peer))) => {

@@ -7,6 +7,12 @@ use crate::backend::sys::net as sys;
 use crate::event_loop::source::{Direction, Registration};
 use crate::{Error, EventLoop};
 
+/// A placeholder sender for receives that do not report one.
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
 /// A UDP socket on the loop (IPv4 or IPv6): datagrams to and from any
 /// address with [`send_to`](UdpSocket::send_to) /
 /// [`recv_from`](UdpSocket::recv_from), or, once
@@ -246,9 +252,11 @@ impl UdpSocket {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<Result<(usize, SocketAddr), Error>> {
-        self.reg
-            .poll_io(cx, Direction::Read, || self.io.recv_from(buf))
-            .map_err(|e| Error::io(self.describe("receiving a UDP datagram"), e))
+        let reg = &self.reg;
+        reg.poll_io(cx, Direction::Read, || {
+            reg.recv_from_with(buf, |b| self.io.recv_from(b))
+        })
+        .map_err(|e| Error::io(self.describe("receiving a UDP datagram"), e))
     }
 
     /// Sends one datagram holding `buf` to the connected peer; returns the
@@ -330,9 +338,14 @@ impl UdpSocket {
     /// .unwrap();
     /// ```
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, Error>> {
-        self.reg
-            .poll_io(cx, Direction::Read, || self.io.recv(buf))
-            .map_err(|e| Error::io(self.describe_peer("receiving a UDP datagram"), e))
+        // A connected socket only receives from its peer: the sender's
+        // address is not needed.
+        let reg = &self.reg;
+        reg.poll_io(cx, Direction::Read, || {
+            reg.recv_from_with(buf, |b| self.io.recv(b).map(|n| (n, UNSPECIFIED)))
+                .map(|(n, _)| n)
+        })
+        .map_err(|e| Error::io(self.describe_peer("receiving a UDP datagram"), e))
     }
 
     /// Enables (`true`) or disables sending to broadcast addresses

@@ -376,17 +376,11 @@ impl Driver {
 }
 
 impl Drop for Driver {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-impl Driver {
     /// Closing the loop: cancel every operation still in flight and wait
     /// (bounded) for their completions, so no buffer is freed while the
     /// kernel may still use it. An op whose completion does not come in
-    /// time is leaked, never freed early. Idempotent.
-    pub(crate) fn close(&mut self) {
+    /// time is leaked, never freed early.
+    fn drop(&mut self) {
         self.shared.closed.set(true);
         let ops: Vec<(usize, SOCKET)> = self
             .shared

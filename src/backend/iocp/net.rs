@@ -57,10 +57,8 @@ const DGRAM_BUF: usize = 64 * 1024;
 const DGRAM_RECVS: usize = 1;
 /// Datagrams received ahead of the program before receiving pauses.
 const DGRAM_QUEUE: usize = 256;
-/// The bytes of datagram sends in flight before `send_to` reports
-/// `WouldBlock`: the emulated socket send buffer (about Linux's default
-/// UDP `SO_SNDBUF`).
-const DGRAM_SEND_BUDGET: usize = 256 * 1024;
+/// Datagram sends in flight before `send_to` reports `WouldBlock`.
+const DGRAM_SENDS: usize = 16;
 /// `AcceptEx` calls a listener keeps in flight.
 const ACCEPTS: usize = 8;
 /// The address space `AcceptEx` needs per address.
@@ -737,7 +735,7 @@ impl SockShared {
         if let Some(e) = st.werr.take() {
             return Err(e);
         }
-        if st.sending_bytes >= DGRAM_SEND_BUDGET {
+        if st.sending >= DGRAM_SENDS {
             return Err(would_block());
         }
         drop(st);

@@ -34,6 +34,10 @@ use crate::backend::{Backend, Event, Interest};
 /// are ignored (the target's own completion frees its entry).
 const CANCEL: u64 = u64::MAX;
 
+/// The `sources` entry of a registered object whose poll was cancelled
+/// ([`Driver::quiet_source`]).
+const QUIET: usize = usize::MAX;
+
 /// Submission queue entries; the completion queue is four times larger.
 /// With `IORING_FEAT_NODROP` (required by the probe) an overflowing
 /// completion queue is buffered by the kernel, never dropped.
@@ -47,6 +51,8 @@ const REQUIRED: &[(u8, &str)] = &[
     (opcode::AsyncCancel::CODE, "the ASYNC_CANCEL opcode"),
     (opcode::Recv::CODE, "the RECV opcode"),
     (opcode::Send::CODE, "the SEND opcode"),
+    (opcode::RecvMsg::CODE, "the RECVMSG opcode"),
+    (opcode::Accept::CODE, "the ACCEPT opcode"),
 ];
 
 pub(crate) enum ProbeError {
@@ -128,6 +134,13 @@ enum OpKind {
     SourcePoll { token: usize, fd: RawFd },
     /// A completion-based receive or send; see [`Transfer`].
     Transfer(Transfer),
+    /// An `ACCEPT`: the kernel writes the peer's address into `addr`. A
+    /// connection accepted after its owner let go is closed here.
+    Accept {
+        token: usize,
+        addr: Box<(libc::sockaddr_storage, libc::socklen_t)>,
+        result: Option<i32>,
+    },
 }
 
 /// A `RECV` or `SEND` whose buffer the operation owns.
@@ -152,6 +165,16 @@ struct Transfer {
     own_fd: Option<OwnedFd>,
     /// The completion, once it arrived: bytes, or a negative errno.
     result: Option<i32>,
+    /// A `RECVMSG` (datagrams): the header, its one iovec and the sender's
+    /// address, boxed so the pointers between them stay valid.
+    msg: Option<Box<MsgParts>>,
+}
+
+/// What a `RECVMSG` points the kernel to (besides the data buffer).
+struct MsgParts {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
 }
 
 /// A raw fd watched for `add_reader` / `add_writer`.
@@ -379,6 +402,23 @@ impl Driver {
                 }
             }
             OpKind::Transfer(_) => self.transferred(key, res, out),
+            OpKind::Accept { token, .. } => {
+                if cancelled || self.closed {
+                    self.ops.remove(key);
+                    close_accepted(res);
+                    return;
+                }
+                if let OpKind::Accept { result, .. } = &mut self.ops[key].kind {
+                    *result = Some(res);
+                }
+                out.push(Event {
+                    token,
+                    readable: true,
+                    writable: false,
+                    read_closed: false,
+                    write_closed: false,
+                });
+            }
             OpKind::SourcePoll { token, fd } => {
                 if !more {
                     self.ops.remove(key);
@@ -428,6 +468,44 @@ impl Driver {
         self.start_transfer(fd, token, false, buf, false)
     }
 
+    /// Starts a `RECVMSG` of one datagram into `buf` (up to its capacity),
+    /// keeping the sender's address; collect it with [`take_from`](Driver::take_from).
+    pub(crate) fn submit_recv_msg(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+    ) -> io::Result<usize> {
+        if self.closed {
+            return Err(closed());
+        }
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        let parts: MsgParts = unsafe { std::mem::zeroed() };
+        let key = self.ops.insert(Op {
+            kind: OpKind::Transfer(Transfer {
+                token,
+                fd,
+                send: false,
+                buf,
+                done: 0,
+                then: Vec::new(),
+                shut_after: false,
+                detached: false,
+                own_fd: None,
+                result: None,
+                msg: Some(Box::new(parts)),
+            }),
+            cancelled: false,
+        });
+        if let Err(e) = self.push_transfer(key) {
+            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
+                self.recycle(t.buf);
+            }
+            return Err(e);
+        }
+        Ok(key)
+    }
+
     /// Starts a `SEND` of all of `buf` (continued after short sends),
     /// then shuts the write side down if `shut_after`; the completion is
     /// reported as a writable event with `token`.
@@ -464,6 +542,7 @@ impl Driver {
                 detached: false,
                 own_fd: None,
                 result: None,
+                msg: None,
             }),
             cancelled: false,
         });
@@ -480,7 +559,15 @@ impl Driver {
         let OpKind::Transfer(t) = &mut self.ops[key].kind else {
             unreachable!("a transfer key")
         };
-        let entry = if t.send {
+        let entry = if let Some(m) = t.msg.as_deref_mut() {
+            m.iov.iov_base = t.buf.as_mut_ptr().cast();
+            m.iov.iov_len = t.buf.capacity();
+            m.hdr.msg_name = std::ptr::addr_of_mut!(m.addr).cast();
+            m.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.hdr.msg_iov = std::ptr::addr_of_mut!(m.iov);
+            m.hdr.msg_iovlen = 1;
+            opcode::RecvMsg::new(types::Fd(t.fd), std::ptr::addr_of_mut!(m.hdr)).build()
+        } else if t.send {
             let rest = &t.buf[t.done..];
             opcode::Send::new(types::Fd(t.fd), rest.as_ptr(), clamp_len(rest.len()))
                 .flags(libc::MSG_NOSIGNAL)
@@ -490,7 +577,8 @@ impl Driver {
             opcode::Recv::new(types::Fd(t.fd), t.buf.as_mut_ptr(), clamp_len(cap)).build()
         }
         .user_data(key as u64);
-        // SAFETY: the buffer's heap memory belongs to the entry `key` of
+        // SAFETY: the buffer's heap memory (and a RECVMSG's boxed header,
+        // iovec and address) belongs to the entry `key` of
         // `ops`, which is neither freed nor resized until this submission's
         // completion is reaped: `take` only hands out completed transfers,
         // `cancel_transfer` and `close` keep the entry until the target's
@@ -573,6 +661,113 @@ impl Driver {
         }
     }
 
+    /// Like [`take`](Driver::take) for a `RECVMSG`, with the sender's
+    /// address (when the kernel reported an IP address).
+    pub(crate) fn take_from(
+        &mut self,
+        key: usize,
+    ) -> Option<(i32, Vec<u8>, Option<std::net::SocketAddr>)> {
+        match self.ops.get(key) {
+            Some(Op {
+                kind: OpKind::Transfer(t),
+                cancelled: false,
+            }) if t.result.is_some() => {}
+            _ => return None,
+        }
+        match self.ops.remove(key).kind {
+            OpKind::Transfer(t) => {
+                let from = t
+                    .msg
+                    .as_deref()
+                    .and_then(|m| sockaddr(&m.addr, m.hdr.msg_namelen));
+                Some((t.result.unwrap_or(-libc::EIO), t.buf, from))
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts an `ACCEPT` on listening socket `fd`; the new connection
+    /// (non-blocking, close-on-exec) is reported as a readable event with
+    /// `token`; collect it with [`take_accept`](Driver::take_accept).
+    pub(crate) fn submit_accept(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        if self.closed {
+            return Err(closed());
+        }
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let key = self.ops.insert(Op {
+            kind: OpKind::Accept {
+                token,
+                addr: Box::new((storage, len)),
+                result: None,
+            },
+            cancelled: false,
+        });
+        let OpKind::Accept { addr, .. } = &mut self.ops[key].kind else {
+            unreachable!("an accept key")
+        };
+        let (storage, len) = &mut **addr;
+        let entry = opcode::Accept::new(
+            types::Fd(fd),
+            std::ptr::from_mut(storage).cast(),
+            std::ptr::from_mut(len),
+        )
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(key as u64);
+        // SAFETY: the address buffer is boxed in the entry `key`, which is
+        // freed only after this accept's completion is reaped (a cancelled
+        // one included); the kernel holds its own reference to the
+        // listening socket.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.ops.remove(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// A completed accept: the connection and the peer's address (or the
+    /// error); `None` while in flight. Frees the entry.
+    pub(crate) fn take_accept(
+        &mut self,
+        key: usize,
+    ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
+        match self.ops.get(key) {
+            Some(Op {
+                kind: OpKind::Accept {
+                    result: Some(_), ..
+                },
+                cancelled: false,
+            }) => {}
+            _ => return None,
+        }
+        let OpKind::Accept { addr, result, .. } = self.ops.remove(key).kind else {
+            return None;
+        };
+        let res = result.unwrap_or(-libc::EIO);
+        if res < 0 {
+            return Some(Err(io::Error::from_raw_os_error(-res)));
+        }
+        // SAFETY: a successful ACCEPT returns a new descriptor that only
+        // this operation owns.
+        let stream = std::net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(res) });
+        Some(match sockaddr(&addr.0, addr.1) {
+            Some(peer) => Ok((stream, peer)),
+            None => stream.peer_addr().map(|peer| (stream, peer)),
+        })
+    }
+
+    /// Frees a completed operation nobody will collect (closing an
+    /// accepted connection, recycling a buffer).
+    fn free_completed(&mut self, key: usize) {
+        match self.ops.remove(key).kind {
+            OpKind::Transfer(t) => self.recycle(t.buf),
+            OpKind::Accept { result, .. } => close_accepted(result.unwrap_or(-1)),
+            _ => {}
+        }
+    }
+
     /// Queues `more` after the bytes of send `key` (and the shutdown, if
     /// asked), as long as that send has not completed; `false` if it has
     /// (collect it with `take` and start another).
@@ -597,6 +792,18 @@ impl Driver {
     /// bytes are out (as a closed socket's kernel buffer would), without
     /// the shutdown. A completed transfer is simply freed.
     pub(crate) fn release(&mut self, key: usize) {
+        if let Some(Op {
+            kind: OpKind::Accept { result, .. },
+            ..
+        }) = self.ops.get(key)
+        {
+            if result.is_some() {
+                self.free_completed(key);
+            } else {
+                self.cancel(key);
+            }
+            return;
+        }
         let Some(Op {
             kind: OpKind::Transfer(t),
             ..
@@ -682,8 +889,22 @@ impl Driver {
         let Some(key) = self.sources.remove(&fd) else {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         };
-        self.cancel(key);
+        if key != QUIET {
+            self.cancel(key);
+        }
         self.flush()
+    }
+
+    /// The object's transfers now all complete through this driver (a
+    /// stream in completion mode): its readiness poll only doubles their
+    /// events, so it is cancelled. The registration stays.
+    pub(crate) fn quiet_source(&mut self, fd: RawFd) {
+        if let Some(key) = self.sources.get_mut(&fd) {
+            let old = std::mem::replace(key, QUIET);
+            if old != QUIET {
+                self.cancel(old);
+            }
+        }
     }
 
     /// Sends the queued submissions without waiting.
@@ -788,7 +1009,22 @@ impl Driver {
         self.sources.clear();
         let keys: Vec<usize> = self.ops.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.cancel(key);
+            let done = matches!(
+                &self.ops[key].kind,
+                OpKind::Transfer(Transfer {
+                    result: Some(_),
+                    ..
+                }) | OpKind::Accept {
+                    result: Some(_),
+                    ..
+                }
+            );
+            if done {
+                // Completed, never collected: the kernel is done with it.
+                self.free_completed(key);
+            } else {
+                self.cancel(key);
+            }
         }
         // Cancels complete promptly; the deadline only guards against a
         // kernel that never answers (the entries would then leak rather
@@ -816,6 +1052,50 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The IP address the kernel wrote into `addr` (`len` bytes of it).
+fn sockaddr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let len = len as usize;
+    match i32::from(addr.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for one.
+            let a = unsafe { &*std::ptr::from_ref(addr).cast::<libc::sockaddr_in>() };
+            Some(
+                SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                )
+                .into(),
+            )
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let a = unsafe { &*std::ptr::from_ref(addr).cast::<libc::sockaddr_in6>() };
+            Some(
+                SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )
+                .into(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Closes the connection a late `ACCEPT` returned (`res` is its fd when
+/// not negative).
+fn close_accepted(res: i32) {
+    if res >= 0 {
+        // SAFETY: the descriptor came from a successful ACCEPT whose owner
+        // let go: nothing else holds it.
+        drop(unsafe { OwnedFd::from_raw_fd(res) });
     }
 }
 
