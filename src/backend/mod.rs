@@ -168,9 +168,6 @@ use crate::{Error, ErrorKind};
 #[cfg_attr(any(target_os = "linux", target_arch = "wasm32"), allow(unused_macros))]
 macro_rules! no_loop_completions {
     ($driver:ty) => {
-        // Some go unused where the backend does that work itself (Windows
-        // accepts inside its sockets).
-        #[allow(dead_code)]
         impl $driver {
             pub(crate) fn completions(&self) -> bool {
                 false

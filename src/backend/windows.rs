@@ -150,6 +150,14 @@ pub(crate) mod net {
     }
 
     impl TcpStream {
+        /// A connected std socket, for the selector (the loop's completion
+        /// calls, which would hand one over, are off on Windows).
+        pub(crate) fn from_std(s: std::net::TcpStream) -> TcpStream {
+            TcpStream::Mio(mio::net::TcpStream::from_std(s))
+        }
+    }
+
+    impl TcpStream {
         /// Starts connecting to `addr`; the attempt is made when the stream
         /// is registered (a non-blocking `connect` or a `ConnectEx`).
         pub(crate) fn connect(addr: SocketAddr) -> io::Result<TcpStream> {

@@ -481,11 +481,12 @@ impl Registration {
     /// `WouldBlock`. A readiness backend runs `direct` (the accept
     /// syscall); a completion backend keeps one `ACCEPT` in flight (a
     /// connection it accepts after the listener closed is closed).
-    #[cfg_attr(windows, allow(dead_code))] // Windows accepts in the backend
-    pub(crate) fn accept_with(
+    /// `wrap` turns a socket the backend accepted into the caller's type.
+    pub(crate) fn accept_with<S>(
         &self,
-        direct: impl FnOnce() -> io::Result<(std::net::TcpStream, std::net::SocketAddr)>,
-    ) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+        direct: impl FnOnce() -> io::Result<(S, std::net::SocketAddr)>,
+        wrap: impl FnOnce(std::net::TcpStream) -> S,
+    ) -> io::Result<(S, std::net::SocketAddr)> {
         let inner = &self.lp.inner;
         if !inner.driver.borrow().completions() {
             return direct();
@@ -509,7 +510,7 @@ impl Registration {
             None => None,
         };
         match got {
-            Some(r) => r,
+            Some(r) => r.map(|(sock, peer)| (wrap(sock), peer)),
             None => {
                 flow.read_op = Some(driver.submit_accept(fd, token)?);
                 Err(io::ErrorKind::WouldBlock.into())

@@ -167,17 +167,8 @@ impl TcpListener {
         // A completion backend accepts with its own ACCEPT; the readiness
         // one with the accept syscall.
         let res = self.reg.poll_io(cx, Direction::Read, || {
-            // Windows' sockets (mio or IOCP) accept inside the backend.
-            #[cfg(windows)]
-            return self.io.accept();
-            #[cfg(not(windows))]
             self.reg
-                .accept_with(|| {
-                    self.io
-                        .accept()
-                        .map(|(s, peer)| (std::net::TcpStream::from(s), peer))
-                })
-                .map(|(s, peer)| (sys::TcpStream::from_std(s), peer))
+                .accept_with(|| self.io.accept(), sys::TcpStream::from_std)
         });
         match res {
             Poll::Pending => Poll::Pending,
