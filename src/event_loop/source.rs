@@ -604,17 +604,25 @@ impl Registration {
         Ok(())
     }
 
-    /// Shuts the write side down after the writes accepted so far: runs
-    /// `direct` (the shutdown syscall) at once, or, when a completion
-    /// backend is still sending, has the backend shut the write side down
-    /// after its last send and runs `deferred` (what else `direct` would
-    /// have done, e.g. the read side of `Shutdown::Both`). Later writes fail
-    /// with `BrokenPipe`.
-    pub(crate) fn shutdown_with(
+    /// Shuts a stream down with `shut` (the shutdown syscall), the write
+    /// side after the writes accepted so far: when a completion backend is
+    /// still sending, the backend shuts the write side down after its last
+    /// send, and only the read side (for `Shutdown::Both`) goes down now.
+    /// Later writes fail with `BrokenPipe`.
+    pub(crate) fn shutdown_stream(
         &self,
-        direct: impl FnOnce() -> io::Result<()>,
-        deferred: impl FnOnce() -> io::Result<()>,
+        how: std::net::Shutdown,
+        shut: impl Fn(std::net::Shutdown) -> io::Result<()>,
     ) -> io::Result<()> {
+        use std::net::Shutdown;
+        if how == Shutdown::Read {
+            return shut(how);
+        }
+        let direct = || shut(how);
+        let deferred = || match how {
+            Shutdown::Both => shut(Shutdown::Read),
+            _ => Ok(()),
+        };
         let inner = &self.lp.inner;
         if !inner.driver.borrow().completions() {
             return direct();

@@ -108,7 +108,7 @@ macro_rules! impl_stream_io {
                 let this = &*self;
                 let res = this
                     .reg
-                    .shutdown_with(|| this.io.shutdown(std::net::Shutdown::Write), || Ok(()));
+                    .shutdown_stream(std::net::Shutdown::Write, |h| this.io.shutdown(h));
                 match res {
                     Err(e) if e.kind() != std::io::ErrorKind::NotConnected => {
                         std::task::Poll::Ready(Err(e))

@@ -654,7 +654,7 @@ impl Conn {
         let io = self.io.borrow();
         let _ = match self.reg.borrow().as_ref() {
             // After the sends a completion backend still has queued.
-            Some(reg) => reg.shutdown_with(|| io.shutdown(Shutdown::Write), || Ok(())),
+            Some(reg) => reg.shutdown_stream(Shutdown::Write, |h| io.shutdown(h)),
             None => io.shutdown(Shutdown::Write),
         };
     }

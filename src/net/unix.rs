@@ -455,15 +455,9 @@ impl UnixStream {
     pub fn shutdown(&self, how: Shutdown) -> Result<(), Error> {
         // The write side goes down after the writes already accepted (a
         // completion backend may still be sending them).
-        let res = match how {
-            Shutdown::Read => self.io.shutdown(how),
-            Shutdown::Write => self.reg.shutdown_with(|| self.io.shutdown(how), || Ok(())),
-            Shutdown::Both => self.reg.shutdown_with(
-                || self.io.shutdown(how),
-                || self.io.shutdown(Shutdown::Read),
-            ),
-        };
-        res.map_err(|e| Error::io("shutting a Unix stream down", e))
+        self.reg
+            .shutdown_stream(how, |h| self.io.shutdown(h))
+            .map_err(|e| Error::io("shutting a Unix stream down", e))
     }
 }
 
