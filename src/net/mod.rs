@@ -8,8 +8,8 @@
 /// `AsyncRead` + `AsyncWrite` + `Drop` for a stream type whose `io` field is
 /// a backend stream socket (read and written through `&`) and whose `reg`
 /// field is its [`Registration`](crate::event_loop::source::Registration).
-/// Reads smaller than [`ReadAhead::SIZE`] go through the type's `ahead`
-/// field. Closing shuts the write side down; writes go straight to the
+/// On a readiness backend, reads smaller than [`ReadAhead::SIZE`] go
+/// through the type's `ahead` field. Closing shuts the write side down; writes go straight to the
 /// kernel, so flushing has nothing to do.
 macro_rules! impl_stream_io {
     ($ty:ty) => {
@@ -22,14 +22,19 @@ macro_rules! impl_stream_io {
                 use std::io::Read;
                 let this = self.get_mut();
                 let (io, reg) = (&this.io, &this.reg);
-                this.ahead.poll_read(buf, |into| {
+                let mut read = |into: &mut [u8]| {
                     reg.poll_stream(
                         cx,
                         crate::event_loop::source::Direction::Read,
                         into.len(),
                         || reg.read_with(into, |b| (&*io).read(b)),
                     )
-                })
+                };
+                if reg.completions() {
+                    // The backend already reads ahead into its own buffer.
+                    return read(buf);
+                }
+                this.ahead.poll_read(buf, read)
             }
         }
 
