@@ -409,8 +409,23 @@ impl Conn {
         }
         if self.st.borrow().size() > 0 && self.ready(Direction::Write) {
             self.flush();
+        } else if let Some(e) = self.failed_send() {
+            // Before the read side: after a reset the kernel reports the
+            // error once, to whichever call comes first; when that was one
+            // of our sends, a receive completing beside it sees only EOF.
+            self.fail(Error::io(format_args!("writing to {}", self.peer), e));
+            return;
         }
         self.read_some();
+    }
+
+    /// The error of a send a completion backend finished in the
+    /// background (a readiness backend reports it from `write` at once).
+    fn failed_send(&self) -> Option<io::Error> {
+        match self.reg.borrow().as_ref()?.flush_sends() {
+            Err(e) if e.raw_os_error().is_some() => Some(e),
+            _ => None,
+        }
     }
 
     fn read_some(self: &Rc<Self>) {

@@ -204,10 +204,7 @@ const SOURCE_MASK: u32 = (libc::POLLIN | libc::POLLPRI | libc::POLLOUT | libc::P
 impl Driver {
     pub(crate) fn new(backend: Backend) -> io::Result<Driver> {
         debug_assert_eq!(backend, Backend::Proactor);
-        let ring: IoUring = IoUring::builder()
-            .setup_cqsize(ENTRIES * 4)
-            .build(ENTRIES)
-            .map_err(super::setup_error)?;
+        let ring = build_ring().map_err(super::setup_error)?;
         if let Err(ProbeError::Missing(what)) = check_ring(&ring) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -907,10 +904,19 @@ impl Driver {
         }
     }
 
-    /// Sends the queued submissions without waiting.
+    /// Sends the queued submissions without waiting. A deferred-taskrun
+    /// ring (see [`build_ring`]) finishes a cancel's teardown, which drops
+    /// the kernel's reference to the file, only in task work that runs on
+    /// an enter asking for events: a second enter runs it when the kernel
+    /// flags some, so a deregistered socket is closed when this returns.
     fn flush(&mut self) -> io::Result<()> {
         loop {
             match self.ring.submit() {
+                Ok(_) if self.ring.submission().taskrun() => {
+                    // `submit` asks for events when the flag is set.
+                    let _ = self.ring.submit();
+                    return Ok(());
+                }
                 Ok(_) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -1052,6 +1058,28 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A ring for one loop's thread. Completions run as deferred task work
+/// (`DEFER_TASKRUN`, 6.1+): the kernel does a completion's work only when
+/// this thread enters the ring to reap, instead of interrupting it at any
+/// kernel/user transition, and `TASKRUN_FLAG` tells [`Driver::poll`] when such
+/// work is waiting. Both need `SINGLE_ISSUER`, which holds: a loop is not
+/// `Send`, so its ring is only ever entered from the thread that made it.
+/// Older kernels refuse the flags (EINVAL) and get a plain ring.
+fn build_ring() -> io::Result<IoUring> {
+    let deferred = IoUring::builder()
+        .setup_cqsize(ENTRIES * 4)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .build(ENTRIES);
+    match deferred {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            IoUring::builder().setup_cqsize(ENTRIES * 4).build(ENTRIES)
+        }
+        r => r,
     }
 }
 
