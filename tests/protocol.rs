@@ -1092,3 +1092,116 @@ fn a_protocol_borrowed_across_an_await_loses_nothing() {
         server.close();
     });
 }
+
+/// start_serving(false): the socket listens (connects queue up) but no
+/// protocol is made until start_serving / serve_forever; a server that
+/// never started closes its socket when its last handle goes.
+#[test]
+fn server_that_starts_later() {
+    use aioloop::net::ServerOptions;
+    on_loop(|lp| async move {
+        let made = Rc::new(Cell::new(0));
+        let m = made.clone();
+        let factory = move || {
+            m.set(m.get() + 1);
+            Echo::default()
+        };
+        let opts = ServerOptions::new().start_serving(false);
+        let server = within(
+            "create_server_with",
+            lp.create_server_with(factory, "127.0.0.1", 0, opts),
+        )
+        .await
+        .unwrap();
+        assert!(!server.is_serving());
+        let port = server.sockets()[0].port();
+        // The kernel completes the handshake from the listen queue.
+        let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        peer.write_all(b"early").unwrap();
+        aioloop::sleep(Duration::from_millis(30)).await;
+        assert_eq!(made.get(), 0, "accepted before start_serving");
+        // serve_forever starts it; the queued connection is served.
+        let s = server.clone();
+        let forever = lp.create_task(async move { s.serve_forever().await });
+        until("accepted", || made.get() == 1).await;
+        assert!(server.is_serving());
+        server.start_serving().unwrap(); // already serving: nothing happens
+        let got = within(
+            "echo",
+            lp.run_in_executor(move || {
+                let mut buf = [0u8; 5];
+                peer.read_exact(&mut buf).map(|_| buf)
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(&got, b"early");
+        server.close();
+        within("serve_forever", forever).await.unwrap();
+        let err = server.start_serving().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed);
+        assert!(err.message().contains("closed server"), "{err}");
+
+        // Never started, every handle dropped: the socket is closed.
+        let opts = ServerOptions::new().start_serving(false);
+        let idle = lp
+            .create_server_with(Echo::default, "127.0.0.1", 0, opts)
+            .await
+            .unwrap();
+        let port = idle.sockets()[0].port();
+        drop(idle);
+        let err = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    });
+}
+
+/// reuse_port lets two servers share a port; backlog 0 is refused with a
+/// clear error; without reuse_port the second bind reports the address.
+#[test]
+fn server_options_reuse_port_and_backlog() {
+    use aioloop::net::ServerOptions;
+    on_loop(|lp| async move {
+        let opts = ServerOptions::new().reuse_port(true).backlog(16);
+        assert_eq!(opts.get_backlog(), 16);
+        let a = lp
+            .create_server_with(Echo::default, "127.0.0.1", 0, opts.clone())
+            .await;
+        #[cfg(unix)]
+        {
+            let port_of = |s: &aioloop::net::Server| s.sockets()[0].port();
+            let a = a.unwrap();
+            let port = port_of(&a);
+            let b = lp
+                .create_server_with(Echo::default, "127.0.0.1", port, opts)
+                .await
+                .unwrap();
+            assert_eq!(port_of(&b), port);
+            let err = lp
+                .create_server(Echo::default, "127.0.0.1", port)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Io);
+            assert!(err.to_string().contains(&port.to_string()), "{err}");
+            a.close();
+            b.close();
+        }
+        #[cfg(not(unix))]
+        {
+            let err = a.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Io);
+            assert!(err.to_string().contains("SO_REUSEPORT"), "{err}");
+        }
+        let err = lp
+            .create_server_with(
+                Echo::default,
+                "127.0.0.1",
+                0,
+                ServerOptions::new().backlog(0),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.message().contains("backlog"), "{err}");
+    });
+}

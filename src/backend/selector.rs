@@ -121,6 +121,7 @@ pub(crate) mod net {
     pub(crate) fn bind_tcp_listener(
         addr: std::net::SocketAddr,
         backlog: i32,
+        reuse_port: bool,
     ) -> io::Result<TcpListener> {
         use socket2::{Domain, Socket, Type};
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -128,6 +129,15 @@ pub(crate) mod net {
         // without waiting for TIME_WAIT to pass.
         #[cfg(unix)]
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            #[cfg(unix)]
+            socket.set_reuse_port(true)?;
+            #[cfg(not(unix))]
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SO_REUSEPORT does not exist on this OS: leave reuse_port off",
+            ));
+        }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(backlog)?;

@@ -261,8 +261,18 @@ pub(crate) mod net {
     }
 
     /// A listening socket on `addr` with a listen queue of `backlog`.
-    pub(crate) fn bind_tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    pub(crate) fn bind_tcp_listener(
+        addr: SocketAddr,
+        backlog: i32,
+        reuse_port: bool,
+    ) -> io::Result<TcpListener> {
         use socket2::{Domain, Socket, Type};
+        if reuse_port {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SO_REUSEPORT does not exist on Windows: leave reuse_port off",
+            ));
+        }
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.bind(&addr.into())?;
         socket.listen(backlog)?;

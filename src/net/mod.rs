@@ -194,7 +194,7 @@ mod udp;
 mod unix;
 
 pub use protocol::{
-    DatagramProtocol, DatagramTransport, ExtraInfo, Protocol, Server, Transport,
+    DatagramProtocol, DatagramTransport, ExtraInfo, Protocol, Server, ServerOptions, Transport,
     ACCEPT_RETRY_DELAY, DEFAULT_HIGH_WATER, HARD_LIMIT_FACTOR,
 };
 pub use tcp::{TcpListener, TcpStream};

@@ -44,8 +44,10 @@ use crate::{Error, ErrorKind, EventLoop, ExceptionContext, TimerHandle};
 /// for data again.
 const BORROWED_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Listen queue length of the servers `create_server` makes.
-const SERVER_BACKLOG: i32 = 1024;
+/// Listen queue length of the servers `create_server` makes (deeper than
+/// asyncio's 100: a burst of connects must not wait for the kernel's
+/// one-second SYN retry).
+const SERVER_BACKLOG: u32 = 1024;
 
 /// Size of the runtime-owned read buffer.
 const READ_BUF_SIZE: usize = 64 * 1024;
@@ -1216,8 +1218,14 @@ type Factory = Box<dyn FnMut() -> Rc<RefCell<dyn Protocol>>>;
 struct ServerShared {
     lp: EventLoop,
     listeners: RefCell<Vec<Weak<Listener>>>,
+    /// Bound and listening sockets not yet accepting (`start_serving`
+    /// false): held here, not by a listener, so that dropping every handle
+    /// of a server that never started closes them.
+    unstarted: RefCell<Vec<(sys::TcpListener, SocketAddr)>>,
     addrs: Vec<SocketAddr>,
     serving: Cell<bool>,
+    closed: Cell<bool>,
+    location: &'static Location<'static>,
     active: Cell<usize>,
     /// The connections it accepted that have not finished, by slab key.
     conns: RefCell<slab::Slab<Weak<Conn>>>,
@@ -1253,6 +1261,37 @@ struct Listener {
 }
 
 impl Listener {
+    /// Registers a listening socket with the server's loop: it accepts from
+    /// now on.
+    fn start(
+        server: &Rc<ServerShared>,
+        io: sys::TcpListener,
+        addr: SocketAddr,
+    ) -> Result<(), Error> {
+        let l = Rc::new(Listener {
+            io: RefCell::new(Some(io)),
+            reg: RefCell::new(None),
+            retry: RefCell::new(None),
+            server: server.clone(),
+            addr,
+            location: server.location,
+        });
+        let h = l.clone();
+        let handler = Repeating::new(
+            Box::new(move || h.on_event()),
+            crate::context::entered_task_context(),
+            server.location,
+        );
+        let reg = {
+            let mut io = l.io.borrow_mut();
+            let io = io.as_mut().expect("a new listener has its socket");
+            Registration::with_handler(&server.lp, io, handler)?
+        };
+        *l.reg.borrow_mut() = Some(reg);
+        server.listeners.borrow_mut().push(Rc::downgrade(&l));
+        Ok(())
+    }
+
     fn on_event(self: &Rc<Self>) {
         if self.retry.borrow().is_some() || !self.server.serving.get() {
             return;
@@ -1379,15 +1418,73 @@ impl Server {
     ///
     /// See [`Server`].
     pub fn close(&self) {
-        if !self.shared.serving.replace(false) {
+        if self.shared.closed.replace(true) {
             return;
         }
+        self.shared.serving.set(false);
+        self.shared.unstarted.borrow_mut().clear();
         for l in self.shared.listeners.borrow_mut().drain(..) {
             if let Some(l) = l.upgrade() {
                 l.stop();
             }
         }
         self.shared.wake();
+    }
+
+    /// Starts accepting connections on a server made with
+    /// [`ServerOptions::start_serving`]`(false)` (asyncio's
+    /// `Server.start_serving`). Does nothing on a server that already
+    /// serves.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Closed`] when the server or its loop is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aioloop::net::{Protocol, ServerOptions};
+    ///
+    /// struct Nop;
+    /// impl Protocol for Nop {}
+    ///
+    /// aioloop::run(async {
+    ///     let lp = aioloop::get_running_loop()?;
+    ///     let opts = ServerOptions::new().start_serving(false);
+    ///     let server = lp.create_server_with(|| Nop, "127.0.0.1", 0, opts).await?;
+    ///     // Bound and listening (connects queue up), not accepting yet.
+    ///     assert!(!server.is_serving());
+    ///     assert_eq!(server.sockets().len(), 1);
+    ///     server.start_serving()?;
+    ///     assert!(server.is_serving());
+    ///     server.close();
+    ///     assert!(server.start_serving().is_err());
+    ///     Ok::<_, aioloop::Error>(())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// ```
+    pub fn start_serving(&self) -> Result<(), Error> {
+        let s = &self.shared;
+        if s.closed.get() {
+            return Err(Error::new(
+                ErrorKind::Closed,
+                "start_serving() on a closed server: make a new one with create_server",
+            ));
+        }
+        let ios = std::mem::take(&mut *s.unstarted.borrow_mut());
+        if ios.is_empty() {
+            return Ok(());
+        }
+        for (io, addr) in ios {
+            if let Err(e) = Listener::start(s, io, addr) {
+                self.close();
+                return Err(e);
+            }
+        }
+        s.serving.set(true);
+        s.wake();
+        Ok(())
     }
 
     /// Closes every connection the server accepted, each after its buffered
@@ -1454,7 +1551,7 @@ impl Server {
     pub async fn wait_closed(&self) {
         poll_fn(|cx| {
             let s = &self.shared;
-            if !s.serving.get() && s.active.get() == 0 {
+            if s.closed.get() && s.active.get() == 0 {
                 Poll::Ready(())
             } else {
                 s.wait(cx.waker());
@@ -1464,8 +1561,11 @@ impl Server {
         .await
     }
 
-    /// Serves until [`close`](Server::close) is called (the server already
-    /// serves once made; this just waits). Drop the future to stop waiting.
+    /// Serves until [`close`](Server::close) is called: starts serving if
+    /// the server does not yet (see [`start_serving`](Server::start_serving);
+    /// a failure to start goes to the loop's exception handler and this
+    /// returns), then waits. Returns at once on a closed server. Drop the
+    /// future to stop waiting.
     ///
     /// # Examples
     ///
@@ -1483,8 +1583,17 @@ impl Server {
     /// .unwrap();
     /// ```
     pub async fn serve_forever(&self) {
+        if let Err(e) = self.start_serving() {
+            if !self.shared.closed.get() {
+                self.shared.lp.call_exception_handler(
+                    &ExceptionContext::new("serve_forever() could not start the server")
+                        .with_error(e),
+                );
+            }
+            return;
+        }
         poll_fn(|cx| {
-            if self.shared.serving.get() {
+            if !self.shared.closed.get() {
                 self.shared.wait(cx.waker());
                 Poll::Pending
             } else {
@@ -1494,7 +1603,9 @@ impl Server {
         .await
     }
 
-    /// Whether the server accepts connections.
+    /// Whether the server accepts connections (false before
+    /// [`start_serving`](Server::start_serving) and after
+    /// [`close`](Server::close)).
     ///
     /// # Examples
     ///
@@ -1504,13 +1615,13 @@ impl Server {
     }
 
     /// The addresses the server listens on (one per resolved address of the
-    /// host; empty once closed).
+    /// host; empty once closed), also before it starts serving.
     ///
     /// # Examples
     ///
     /// See [`Server`].
     pub fn sockets(&self) -> Vec<SocketAddr> {
-        if self.shared.serving.get() {
+        if !self.shared.closed.get() {
             self.shared.addrs.clone()
         } else {
             Vec::new()
@@ -1626,7 +1737,9 @@ impl EventLoop {
 
     /// Listens on `host`:`port` (every resolved address; port 0 picks a free
     /// port) and runs a protocol from `factory` on each accepted connection
-    /// (asyncio's `loop.create_server`). The server serves at once.
+    /// (asyncio's `loop.create_server`). The server serves at once; see
+    /// [`create_server_with`](EventLoop::create_server_with) for the
+    /// options (backlog, `SO_REUSEPORT`, start later).
     ///
     /// Accept errors such as EMFILE / ENFILE go to the loop's exception
     /// handler and the server accepts again after [`ACCEPT_RETRY_DELAY`].
@@ -1643,19 +1756,73 @@ impl EventLoop {
     #[track_caller]
     pub fn create_server<P: Protocol>(
         &self,
+        factory: impl FnMut() -> P + 'static,
+        host: &str,
+        port: u16,
+    ) -> impl std::future::Future<Output = Result<Server, Error>> + '_ {
+        self.create_server_with(factory, host, port, ServerOptions::new())
+    }
+
+    /// [`create_server`](EventLoop::create_server) with [`ServerOptions`]
+    /// (asyncio's keyword arguments `backlog`, `reuse_port`,
+    /// `start_serving`).
+    ///
+    /// # Errors
+    ///
+    /// As [`create_server`](EventLoop::create_server); [`ErrorKind::Io`]
+    /// also when `reuse_port` is asked where the OS has no `SO_REUSEPORT`.
+    ///
+    /// # Examples
+    ///
+    /// Two servers sharing a port (Unix), the kernel spreading connections
+    /// between them:
+    ///
+    /// ```
+    /// use aioloop::net::{Protocol, ServerOptions};
+    ///
+    /// struct Nop;
+    /// impl Protocol for Nop {}
+    ///
+    /// # #[cfg(unix)]
+    /// aioloop::run(async {
+    ///     let lp = aioloop::get_running_loop()?;
+    ///     let opts = ServerOptions::new().reuse_port(true).backlog(64);
+    ///     let a = lp.create_server_with(|| Nop, "127.0.0.1", 0, opts.clone()).await?;
+    ///     let port = a.sockets()[0].port();
+    ///     let b = lp.create_server_with(|| Nop, "127.0.0.1", port, opts).await?;
+    ///     assert_eq!(b.sockets()[0].port(), port);
+    ///     a.close();
+    ///     b.close();
+    ///     Ok::<_, aioloop::Error>(())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// ```
+    #[track_caller]
+    pub fn create_server_with<P: Protocol>(
+        &self,
         mut factory: impl FnMut() -> P + 'static,
         host: &str,
         port: u16,
+        options: ServerOptions,
     ) -> impl std::future::Future<Output = Result<Server, Error>> + '_ {
         let resolve = self.getaddrinfo(host, port);
         let location = Location::caller();
         async move {
             let addrs = resolve.await?;
+            if self.is_closed() {
+                return Err(Error::closed());
+            }
+            if options.backlog == 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "the listen backlog must be at least 1, not 0 (ServerOptions::backlog)",
+                ));
+            }
+            let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
             let mut ios = Vec::new();
             for addr in addrs {
-                // A deep listen queue (as TcpListener): a burst of connects
-                // must not wait for the kernel's one-second SYN retry.
-                let io = sys::bind_tcp_listener(addr, SERVER_BACKLOG)
+                let io = sys::bind_tcp_listener(addr, backlog, options.reuse_port)
                     .map_err(|e| Error::io(format_args!("binding a server to {addr}"), e))?;
                 let local = io
                     .local_addr()
@@ -1666,7 +1833,10 @@ impl EventLoop {
                 lp: self.clone(),
                 listeners: RefCell::new(Vec::new()),
                 addrs: ios.iter().map(|(_, a)| *a).collect(),
-                serving: Cell::new(true),
+                unstarted: RefCell::new(ios),
+                serving: Cell::new(false),
+                closed: Cell::new(false),
+                location,
                 active: Cell::new(0),
                 conns: RefCell::new(slab::Slab::new()),
                 waiters: RefCell::new(Vec::new()),
@@ -1674,41 +1844,97 @@ impl EventLoop {
                     Rc::new(RefCell::new(factory())) as Rc<RefCell<dyn Protocol>>
                 })),
             });
-            let server = Server {
-                shared: shared.clone(),
-            };
-            for (io, addr) in ios {
-                let l = Rc::new(Listener {
-                    io: RefCell::new(Some(io)),
-                    reg: RefCell::new(None),
-                    retry: RefCell::new(None),
-                    server: shared.clone(),
-                    addr,
-                    location,
-                });
-                let h = l.clone();
-                let handler = Repeating::new(
-                    Box::new(move || h.on_event()),
-                    crate::context::entered_task_context(),
-                    location,
-                );
-                let res = {
-                    let mut io = l.io.borrow_mut();
-                    let io = io.as_mut().expect("a new listener has its socket");
-                    Registration::with_handler(self, io, handler)
-                };
-                let reg = match res {
-                    Ok(r) => r,
-                    Err(e) => {
-                        server.close();
-                        return Err(e);
-                    }
-                };
-                *l.reg.borrow_mut() = Some(reg);
-                shared.listeners.borrow_mut().push(Rc::downgrade(&l));
+            let server = Server { shared };
+            if options.start_serving {
+                server.start_serving()?;
             }
             Ok(server)
         }
+    }
+}
+
+/// Options of [`EventLoop::create_server_with`] (asyncio's keyword
+/// arguments of `create_server`). Build with [`new`](ServerOptions::new)
+/// and the setters.
+///
+/// # Examples
+///
+/// ```
+/// use aioloop::net::ServerOptions;
+///
+/// let opts = ServerOptions::new().backlog(4096).start_serving(false);
+/// assert_eq!(opts.get_backlog(), 4096);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    backlog: u32,
+    reuse_port: bool,
+    start_serving: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions::new()
+    }
+}
+
+impl ServerOptions {
+    /// The defaults: a listen queue of 1024, no `SO_REUSEPORT`, serving at
+    /// once. `SO_REUSEADDR` is always set on Unix, as asyncio does.
+    ///
+    /// # Examples
+    ///
+    /// See [`ServerOptions`].
+    pub fn new() -> ServerOptions {
+        ServerOptions {
+            backlog: SERVER_BACKLOG,
+            reuse_port: false,
+            start_serving: true,
+        }
+    }
+
+    /// The listen queue length passed to `listen` (the kernel caps it, at
+    /// `net.core.somaxconn` on Linux).
+    ///
+    /// # Examples
+    ///
+    /// See [`ServerOptions`].
+    pub fn backlog(mut self, backlog: u32) -> ServerOptions {
+        self.backlog = backlog;
+        self
+    }
+
+    /// The listen queue length set.
+    ///
+    /// # Examples
+    ///
+    /// See [`ServerOptions`].
+    pub fn get_backlog(&self) -> u32 {
+        self.backlog
+    }
+
+    /// Sets `SO_REUSEPORT` so several sockets (in this process or others)
+    /// can listen on the same port (Unix only: elsewhere binding fails with
+    /// an [`ErrorKind::Io`] error saying so).
+    ///
+    /// # Examples
+    ///
+    /// See [`EventLoop::create_server_with`].
+    pub fn reuse_port(mut self, on: bool) -> ServerOptions {
+        self.reuse_port = on;
+        self
+    }
+
+    /// Whether the server accepts at once (the default) or only after
+    /// [`Server::start_serving`] / [`Server::serve_forever`]. Its sockets are
+    /// bound and listening either way, so connects queue up meanwhile.
+    ///
+    /// # Examples
+    ///
+    /// See [`Server::start_serving`].
+    pub fn start_serving(mut self, on: bool) -> ServerOptions {
+        self.start_serving = on;
+        self
     }
 }
 

@@ -119,7 +119,7 @@ impl TcpListener {
                 format!("the listen backlog must be at least 1, not {backlog}"),
             ));
         }
-        let mut io = sys::bind_tcp_listener(addr, backlog)
+        let mut io = sys::bind_tcp_listener(addr, backlog, false)
             .map_err(|e| Error::io(format_args!("binding a TCP listener to {addr}"), e))?;
         let reg = Registration::new(lp, &mut io)?;
         Ok(TcpListener { io, reg })
