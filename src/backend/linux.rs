@@ -163,8 +163,9 @@ impl Driver {
         fd: RawFd,
         token: usize,
         buf: Vec<u8>,
+        ahead: bool,
     ) -> io::Result<usize> {
-        self.uring()?.submit_recv(fd, token, buf)
+        self.uring()?.submit_recv(fd, token, buf, ahead)
     }
 
     pub(crate) fn submit_recv_msg(
@@ -172,8 +173,9 @@ impl Driver {
         fd: RawFd,
         token: usize,
         buf: Vec<u8>,
+        ahead: bool,
     ) -> io::Result<usize> {
-        self.uring()?.submit_recv_msg(fd, token, buf)
+        self.uring()?.submit_recv_msg(fd, token, buf, ahead)
     }
 
     pub(crate) fn take_from(
@@ -191,6 +193,16 @@ impl Driver {
         shut_after: bool,
     ) -> io::Result<usize> {
         self.uring()?.submit_send(fd, token, buf, shut_after)
+    }
+
+    pub(crate) fn submit_send_to(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+        to: Option<std::net::SocketAddr>,
+    ) -> io::Result<usize> {
+        self.uring()?.submit_send_to(fd, token, buf, to)
     }
 
     pub(crate) fn take(&mut self, op: usize) -> Option<(i32, Vec<u8>)> {

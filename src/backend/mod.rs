@@ -42,9 +42,10 @@
 //!     fn completions(&self) -> bool
 //!     fn buffer(&mut self, cap) -> Vec<u8>        a pooled, empty buffer
 //!     fn recycle(&mut self, Vec<u8>)              gives one back
-//!     fn submit_recv(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!     fn submit_recv(&mut self, fd, token, Vec<u8>, ahead) -> io::Result<OpKey>
 //!         Receives up to the buffer's capacity into it. The buffer now
-//!         belongs to the operation.
+//!         belongs to the operation. `ahead`: a read-ahead on a socket just
+//!         drained (the driver may wait for data before trying).
 //!     fn submit_send(&mut self, fd, token, Vec<u8>, shut_after) -> io::Result<OpKey>
 //!         Sends all of the buffer (the driver continues short sends), then
 //!         shuts the write side down if asked.
@@ -56,9 +57,13 @@
 //!         None while in flight. Each completion is also reported by `poll`
 //!         as an event with the transfer's token (readable for a receive,
 //!         writable for a send), so the usual readiness wake-ups apply.
-//!     fn submit_recv_msg(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!     fn submit_recv_msg(&mut self, fd, token, Vec<u8>, ahead) -> io::Result<OpKey>
 //!     fn take_from(&mut self, OpKey) -> Option<(i32, Vec<u8>, Option<SocketAddr>)>
 //!         One datagram (`RECVMSG`) and its sender.
+//!     fn submit_send_to(&mut self, fd, token, Vec<u8>, Option<SocketAddr>) -> io::Result<OpKey>
+//!         Sends the buffer as one datagram (`SENDMSG`) to the address (the
+//!         connected peer if None); collected with `take`, reported as a
+//!         writable event. A released one still goes out.
 //!     fn submit_accept(&mut self, fd, token) -> io::Result<OpKey>
 //!     fn take_accept(&mut self, OpKey) -> Option<io::Result<(TcpStream, SocketAddr)>>
 //!         One connection (`ACCEPT`, non-blocking, close-on-exec). A
@@ -181,6 +186,7 @@ macro_rules! no_loop_completions {
                 _: i32,
                 _: usize,
                 _: Vec<u8>,
+                _: bool,
             ) -> std::io::Result<usize> {
                 Err(std::io::ErrorKind::Unsupported.into())
             }
@@ -193,6 +199,15 @@ macro_rules! no_loop_completions {
             ) -> std::io::Result<usize> {
                 Err(std::io::ErrorKind::Unsupported.into())
             }
+            pub(crate) fn submit_send_to(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+                _: Option<std::net::SocketAddr>,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
             pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
                 None
             }
@@ -201,6 +216,7 @@ macro_rules! no_loop_completions {
                 _: i32,
                 _: usize,
                 _: Vec<u8>,
+                _: bool,
             ) -> std::io::Result<usize> {
                 Err(std::io::ErrorKind::Unsupported.into())
             }

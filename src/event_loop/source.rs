@@ -23,6 +23,8 @@ use crate::Error;
 const EAGAIN: i32 = 11;
 const EINTR: i32 = 4;
 const EPIPE: i32 = 32;
+const EMSGSIZE: i32 = 90;
+const EAFNOSUPPORT: i32 = 97;
 
 /// Tokens of registered sources carry this bit (readiness callbacks on raw
 /// fds use small slab keys; the notifier uses `usize::MAX`).
@@ -77,11 +79,25 @@ struct Flow {
     write_err: Option<i32>,
     /// `shutdown(Write)` was asked for: writes fail with EPIPE.
     shut: bool,
+    /// Datagram sends in flight (or completed, not yet collected): the
+    /// operation, the datagram's length and its destination.
+    dgram_sends: Vec<(usize, usize, Option<std::net::SocketAddr>)>,
+    /// The first datagram send that failed since the last send was
+    /// accepted: its errno and destination, reported by the next send.
+    dgram_err: Option<(i32, Option<std::net::SocketAddr>)>,
 }
 
 /// The largest UDP payload (65535 − 8 − 20): a datagram receive asks for
 /// this much, so nothing is cut short before the caller's own buffer does.
 const DATAGRAM_MAX: usize = 65_507;
+/// The largest UDP payload over IPv6 (65535 − 8).
+const DATAGRAM_MAX_V6: usize = 65_527;
+
+/// Datagram sends a socket may have in flight on a completion backend, in
+/// number and in bytes, before a send waits (`WouldBlock`) for one of them
+/// to complete: about what a socket's default send buffer holds.
+const DGRAM_SENDS: usize = 64;
+const DGRAM_SEND_BYTES: usize = 256 * 1024;
 
 /// How much a receive asks for at most / at least.
 const RECV_MAX: usize = 64 * 1024;
@@ -370,7 +386,7 @@ impl Registration {
                     // comes (a short read clears the readiness).
                     let cap = buf.len().clamp(RECV_MIN, RECV_MAX);
                     let b = driver.buffer(cap);
-                    flow.read_op = driver.submit_recv(fd, token, b).ok();
+                    flow.read_op = driver.submit_recv(fd, token, b, true).ok();
                 }
                 return Ok(n);
             }
@@ -402,7 +418,7 @@ impl Registration {
                 None => {
                     let cap = buf.len().clamp(RECV_MIN, RECV_MAX);
                     let b = driver.buffer(cap);
-                    flow.read_op = Some(driver.submit_recv(fd, token, b)?);
+                    flow.read_op = Some(driver.submit_recv(fd, token, b, false)?);
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
             }
@@ -423,45 +439,127 @@ impl Registration {
         if !inner.driver.borrow().completions() {
             return direct(buf);
         }
+        self.with_flow(|flow, fd, token, driver| {
+            let mut got = None;
+            if let Some(op) = flow.read_op {
+                match driver.take_from(op) {
+                    None => return Err(io::ErrorKind::WouldBlock.into()),
+                    Some((res, data, from)) => {
+                        flow.read_op = None;
+                        got = Some((res, data, from));
+                    }
+                }
+            }
+            // Keep one receive in flight (read ahead), so the next datagram
+            // comes with an event.
+            let b = driver.buffer(DATAGRAM_MAX);
+            flow.read_op = Some(driver.submit_recv_msg(fd, token, b, got.is_some())?);
+            let Some((res, data, from)) = got else {
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
+            let out = if res < 0 {
+                Err(io::Error::from_raw_os_error(-res))
+            } else {
+                let n = buf.len().min(data.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                match from {
+                    Some(from) => Ok((n, from)),
+                    None => Err(io::Error::other(
+                        "a datagram arrived from an address that is not an IP address",
+                    )),
+                }
+            };
+            driver.recycle(data);
+            out
+        })
+    }
+
+    /// A non-blocking datagram send of `buf` to `to` (the connected peer
+    /// when `None`) from a socket of the family `v6` says: `Ok(len)` or
+    /// `WouldBlock`. A readiness backend runs `direct` (the syscall); a
+    /// completion backend copies the datagram into a buffer it owns, sends
+    /// it in the background (`SENDMSG`, submitted with the loop's next
+    /// `io_uring_enter`) and returns at once. What the kernel would refuse
+    /// before sending (a datagram too large, an IPv6 address on an IPv4
+    /// socket) fails here; an error the kernel reports for a datagram in
+    /// flight is returned by the next send, naming that datagram's
+    /// destination. At most [`DGRAM_SENDS`] datagrams (and
+    /// [`DGRAM_SEND_BYTES`]) are in flight; past that the send waits for a
+    /// completion (a writable event), as a full socket buffer would make it.
+    pub(crate) fn send_to_with(
+        &self,
+        buf: &[u8],
+        to: Option<std::net::SocketAddr>,
+        v6: bool,
+        direct: impl FnOnce(&[u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct(buf);
+        }
+        if to.is_some_and(|a| a.is_ipv6()) && !v6 {
+            return Err(io::Error::from_raw_os_error(EAFNOSUPPORT));
+        }
+        if buf.len() > if v6 { DATAGRAM_MAX_V6 } else { DATAGRAM_MAX } {
+            return Err(io::Error::from_raw_os_error(EMSGSIZE));
+        }
+        self.with_flow(|flow, fd, token, driver| {
+            let Flow {
+                dgram_sends,
+                dgram_err,
+                in_flight,
+                ..
+            } = flow;
+            dgram_sends.retain(|&(op, len, dest)| {
+                let Some((res, b)) = driver.take(op) else {
+                    return true;
+                };
+                driver.recycle(b);
+                *in_flight -= len;
+                if res < 0 && dgram_err.is_none() {
+                    *dgram_err = Some((-res, dest));
+                }
+                false
+            });
+            if let Some((errno, dest)) = dgram_err.take() {
+                let e = io::Error::from_raw_os_error(errno);
+                let what = match dest {
+                    Some(a) => format!("an earlier datagram (to {a}) could not be sent: {e}"),
+                    None => format!("an earlier datagram could not be sent: {e}"),
+                };
+                return Err(io::Error::new(e.kind(), what));
+            }
+            if dgram_sends.len() >= DGRAM_SENDS || *in_flight + buf.len() > DGRAM_SEND_BYTES {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut b = driver.buffer(buf.len());
+            b.extend_from_slice(buf);
+            let op = driver.submit_send_to(fd, token, b, to)?;
+            dgram_sends.push((op, buf.len(), to));
+            *in_flight += buf.len();
+            Ok(buf.len())
+        })
+    }
+
+    /// Runs `f` on this object's transfer state (made on first use) with
+    /// its fd, its token and the driver.
+    fn with_flow<R>(
+        &self,
+        f: impl FnOnce(&mut Flow, i32, usize, &mut crate::backend::Driver) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let inner = &self.lp.inner;
         let mut sources = inner.sources.borrow_mut();
         let Some(s) = sources.entries.get_mut(self.key) else {
             return Err(io::Error::other(Error::closed()));
         };
         let fd = s.fd;
-        let token = self.key | SOURCE_TOKEN;
         let flow = s.flow.get_or_insert_with(Box::default);
-        let mut driver = inner.driver.borrow_mut();
-        let mut got = None;
-        if let Some(op) = flow.read_op {
-            match driver.take_from(op) {
-                None => return Err(io::ErrorKind::WouldBlock.into()),
-                Some((res, data, from)) => {
-                    flow.read_op = None;
-                    got = Some((res, data, from));
-                }
-            }
-        }
-        // Keep one receive in flight (read ahead), so the next datagram
-        // comes with an event.
-        let b = driver.buffer(DATAGRAM_MAX);
-        flow.read_op = Some(driver.submit_recv_msg(fd, token, b)?);
-        let Some((res, data, from)) = got else {
-            return Err(io::ErrorKind::WouldBlock.into());
-        };
-        let out = if res < 0 {
-            Err(io::Error::from_raw_os_error(-res))
-        } else {
-            let n = buf.len().min(data.len());
-            buf[..n].copy_from_slice(&data[..n]);
-            match from {
-                Some(from) => Ok((n, from)),
-                None => Err(io::Error::other(
-                    "a datagram arrived from an address that is not an IP address",
-                )),
-            }
-        };
-        driver.recycle(data);
-        out
+        f(
+            flow,
+            fd,
+            self.key | SOURCE_TOKEN,
+            &mut inner.driver.borrow_mut(),
+        )
     }
 
     /// The stream's transfer state, made on first use; from then on its
@@ -491,31 +589,25 @@ impl Registration {
         if !inner.driver.borrow().completions() {
             return direct();
         }
-        let mut sources = inner.sources.borrow_mut();
-        let Some(s) = sources.entries.get_mut(self.key) else {
-            return Err(io::Error::other(Error::closed()));
-        };
-        let fd = s.fd;
-        let token = self.key | SOURCE_TOKEN;
-        let flow = s.flow.get_or_insert_with(Box::default);
-        let mut driver = inner.driver.borrow_mut();
-        let got = match flow.read_op {
-            Some(op) => match driver.take_accept(op) {
-                None => return Err(io::ErrorKind::WouldBlock.into()),
-                Some(r) => {
-                    flow.read_op = None;
-                    Some(r)
+        self.with_flow(|flow, fd, token, driver| {
+            let got = match flow.read_op {
+                Some(op) => match driver.take_accept(op) {
+                    None => return Err(io::ErrorKind::WouldBlock.into()),
+                    Some(r) => {
+                        flow.read_op = None;
+                        Some(r)
+                    }
+                },
+                None => None,
+            };
+            match got {
+                Some(r) => r.map(|(sock, peer)| (wrap(sock), peer)),
+                None => {
+                    flow.read_op = Some(driver.submit_accept(fd, token)?);
+                    Err(io::ErrorKind::WouldBlock.into())
                 }
-            },
-            None => None,
-        };
-        match got {
-            Some(r) => r.map(|(sock, peer)| (wrap(sock), peer)),
-            None => {
-                flow.read_op = Some(driver.submit_accept(fd, token)?);
-                Err(io::ErrorKind::WouldBlock.into())
             }
-        }
+        })
     }
 
     /// Collects a finished send of `flow`, recording its error.
@@ -676,7 +768,11 @@ impl Registration {
             if let Some(op) = flow.read_op {
                 driver.release(op);
             }
-            if let Some(op) = flow.write_op {
+            for op in flow
+                .write_op
+                .into_iter()
+                .chain(flow.dgram_sends.iter().map(|&(op, ..)| op))
+            {
                 if discard {
                     driver.cancel_transfer(op);
                 } else {

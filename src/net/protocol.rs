@@ -409,8 +409,23 @@ impl Conn {
         }
         if self.st.borrow().size() > 0 && self.ready(Direction::Write) {
             self.flush();
+        } else if let Some(e) = self.send_failure() {
+            // A completion backend's send failed after the transport
+            // handed it all its bytes (a reset peer): report it now, not
+            // after an EOF the reset leaves behind for the reader.
+            self.fail(Error::io(format_args!("writing to {}", self.peer), e));
+            return;
         }
         self.read_some();
+    }
+
+    /// The error of a completion backend's send that failed (`None` while
+    /// the sends are fine or in flight, and on a readiness backend).
+    fn send_failure(&self) -> Option<io::Error> {
+        match self.reg.borrow().as_ref()?.flush_sends() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Some(e),
+            _ => None,
+        }
     }
 
     fn read_some(self: &Rc<Self>) {
@@ -1799,6 +1814,8 @@ struct Dgram {
     st: RefCell<DgramState>,
     slot: Rc<Slot<dyn DatagramProtocol>>,
     remote: Option<SocketAddr>,
+    /// The socket is IPv6.
+    v6: bool,
 }
 
 impl Dgram {
@@ -1812,11 +1829,20 @@ impl Dgram {
         }
     }
 
+    /// Sends one datagram now (a completion backend queues it in its own
+    /// buffer: see `Registration::send_to_with`).
     fn send_now(&self, data: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
-        let io = self.io.borrow();
-        match to {
-            Some(addr) if self.remote.is_none() => io.send_to(data, addr),
-            _ => io.send(data),
+        let to = to.filter(|_| self.remote.is_none());
+        let direct = |data: &[u8]| {
+            let io = self.io.borrow();
+            match to {
+                Some(addr) => io.send_to(data, addr),
+                None => io.send(data),
+            }
+        };
+        match self.reg.borrow().as_ref() {
+            Some(reg) => reg.send_to_with(data, to, self.v6, direct),
+            None => direct(data),
         }
     }
 
@@ -2348,6 +2374,7 @@ impl EventLoop {
                     low: DEFAULT_HIGH_WATER / 4,
                 }),
                 slot: Rc::new(Slot::new(proto.clone() as Rc<RefCell<dyn DatagramProtocol>>)),
+                v6: bind.is_ipv6(),
                 remote: remote_addr,
             });
             let h = d.clone();
@@ -2447,6 +2474,10 @@ mod tests {
             assert_eq!(t.get_write_buffer_size(), 0);
             crate::yield_now().await;
             assert_eq!((p.borrow().paused, p.borrow().resumed), (1, 1));
+            // io_uring sends what it accepted with the loop's next
+            // `io_uring_enter`: let the loop poll before blocking on the
+            // peer.
+            crate::sleep(Duration::from_millis(1)).await;
             let mut buf = [0u8; 2000];
             peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             assert_eq!(peer.recv(&mut buf).unwrap(), 1000);

@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring, Probe};
 use slab::Slab;
 
 use crate::backend::{Backend, Event, Interest};
@@ -43,6 +43,10 @@ const QUIET: usize = usize::MAX;
 /// completion queue is buffered by the kernel, never dropped.
 const ENTRIES: u32 = 256;
 
+/// `IORING_RECVSEND_POLL_FIRST` (a receive's `ioprio`): arm the poll
+/// without trying the receive first (Linux 5.19).
+const RECV_POLL_FIRST: u16 = 1;
+
 /// Opcodes the backend uses; the probe refuses a kernel that lacks one.
 const REQUIRED: &[(u8, &str)] = &[
     (opcode::Nop::CODE, "the NOP opcode"),
@@ -52,6 +56,7 @@ const REQUIRED: &[(u8, &str)] = &[
     (opcode::Recv::CODE, "the RECV opcode"),
     (opcode::Send::CODE, "the SEND opcode"),
     (opcode::RecvMsg::CODE, "the RECVMSG opcode"),
+    (opcode::SendMsg::CODE, "the SENDMSG opcode"),
     (opcode::Accept::CODE, "the ACCEPT opcode"),
 ];
 
@@ -165,12 +170,38 @@ struct Transfer {
     own_fd: Option<OwnedFd>,
     /// The completion, once it arrived: bytes, or a negative errno.
     result: Option<i32>,
-    /// A `RECVMSG` (datagrams): the header, its one iovec and the sender's
-    /// address, boxed so the pointers between them stay valid.
+    /// A `RECVMSG` or `SENDMSG` (datagrams): the header, its one iovec and
+    /// the sender's (receive) or destination (send) address, boxed so the
+    /// pointers between them stay valid. A datagram send is never
+    /// continued: it completes whole or fails.
     msg: Option<Box<MsgParts>>,
+    /// A receive submitted ahead of need (the socket was just drained):
+    /// the kernel waits for data before trying it (`RECV_POLL_FIRST`).
+    ahead: bool,
 }
 
-/// What a `RECVMSG` points the kernel to (besides the data buffer).
+impl Transfer {
+    /// A plain `RECV` (`send`: `SEND`) of `buf`, nothing queued behind it.
+    fn new(fd: RawFd, token: usize, send: bool, buf: Vec<u8>) -> Transfer {
+        Transfer {
+            token,
+            fd,
+            send,
+            buf,
+            done: 0,
+            then: Vec::new(),
+            shut_after: false,
+            detached: false,
+            own_fd: None,
+            result: None,
+            msg: None,
+            ahead: false,
+        }
+    }
+}
+
+/// What a `RECVMSG` / `SENDMSG` points the kernel to (besides the data
+/// buffer).
 struct MsgParts {
     hdr: libc::msghdr,
     iov: libc::iovec,
@@ -196,6 +227,8 @@ pub(crate) struct Driver {
     cqes: Vec<(u64, i32, u32)>,
     /// Spare transfer buffers.
     pool: Vec<Vec<u8>>,
+    /// The kernel knows `RECV_POLL_FIRST` (it has `SEND_ZC`, Linux 6.0).
+    poll_first: bool,
     closed: bool,
 }
 
@@ -204,16 +237,34 @@ const SOURCE_MASK: u32 = (libc::POLLIN | libc::POLLPRI | libc::POLLOUT | libc::P
 impl Driver {
     pub(crate) fn new(backend: Backend) -> io::Result<Driver> {
         debug_assert_eq!(backend, Backend::Proactor);
-        let ring: IoUring = IoUring::builder()
+        // One thread submits (the loop is not `Send`), so the kernel may
+        // defer the completion work of ready operations (a receive whose
+        // data arrived) to our next `io_uring_enter` instead of
+        // interrupting us for it (Linux 6.1). Older kernels refuse the
+        // flags with EINVAL: the ring is then set up without them.
+        let ring: IoUring = match IoUring::builder()
             .setup_cqsize(ENTRIES * 4)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .build(ENTRIES)
-            .map_err(super::setup_error)?;
+        {
+            Ok(ring) => ring,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
+                .setup_cqsize(ENTRIES * 4)
+                .build(ENTRIES)
+                .map_err(super::setup_error)?,
+            Err(e) => return Err(super::setup_error(e)),
+        };
         if let Err(ProbeError::Missing(what)) = check_ring(&ring) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("this kernel's io_uring lacks {what}"),
             ));
         }
+        let mut probe = Probe::new();
+        let poll_first = ring.submitter().register_probe(&mut probe).is_ok()
+            && probe.is_supported(opcode::SendZc::CODE);
         let mut d = Driver {
             ring,
             ops: Slab::with_capacity(64),
@@ -222,6 +273,7 @@ impl Driver {
             notifier: Arc::new(Notifier::new()?),
             cqes: Vec::with_capacity(64),
             pool: Vec::new(),
+            poll_first,
             closed: false,
         };
         d.arm_wake(Box::new([0; 8]))?;
@@ -313,7 +365,7 @@ impl Driver {
             let needed = !sq.is_empty() || sq.cq_overflow() || sq.taskrun();
             drop(sq);
             if needed {
-                self.ring.submit()
+                self.enter_nowait()
             } else {
                 Ok(0)
             }
@@ -340,6 +392,24 @@ impl Driver {
         }
         self.reap(out);
         Ok(())
+    }
+
+    /// Submits the queued entries and runs the completion work the kernel
+    /// deferred to us (`GETEVENTS` with no minimum: never waits), so what
+    /// the submissions finished (a cancelled poll letting go of its socket,
+    /// a receive our own send fed) is complete when this returns.
+    fn enter_nowait(&mut self) -> io::Result<usize> {
+        let n = self.ring.submission().len();
+        // SAFETY: no argument pointer is passed; the entries being
+        // submitted were pushed under `push`'s contract.
+        unsafe {
+            self.ring.submitter().enter::<libc::sigset_t>(
+                clamp_len(n),
+                0,
+                EnterFlags::GETEVENTS.bits(),
+                None,
+            )
+        }
     }
 
     fn take_cqes(&mut self) {
@@ -458,52 +528,33 @@ impl Driver {
     }
 
     /// Starts a `RECV` of up to `buf.capacity()` bytes into `buf`; the
-    /// completion is reported as a readable event with `token`.
+    /// completion is reported as a readable event with `token`. `ahead`:
+    /// the socket was just drained, so the receive waits for data before
+    /// trying (saves a receive that would fail).
     pub(crate) fn submit_recv(
         &mut self,
         fd: RawFd,
         token: usize,
         buf: Vec<u8>,
+        ahead: bool,
     ) -> io::Result<usize> {
-        self.start_transfer(fd, token, false, buf, false)
+        self.start_transfer(fd, token, false, buf, false, ahead)
     }
 
     /// Starts a `RECVMSG` of one datagram into `buf` (up to its capacity),
     /// keeping the sender's address; collect it with [`take_from`](Driver::take_from).
+    /// `ahead` as for [`submit_recv`](Driver::submit_recv).
     pub(crate) fn submit_recv_msg(
         &mut self,
         fd: RawFd,
         token: usize,
         buf: Vec<u8>,
+        ahead: bool,
     ) -> io::Result<usize> {
-        if self.closed {
-            return Err(closed());
-        }
         // SAFETY: all-zero is a valid value of these plain C structs.
-        let parts: MsgParts = unsafe { std::mem::zeroed() };
-        let key = self.ops.insert(Op {
-            kind: OpKind::Transfer(Transfer {
-                token,
-                fd,
-                send: false,
-                buf,
-                done: 0,
-                then: Vec::new(),
-                shut_after: false,
-                detached: false,
-                own_fd: None,
-                result: None,
-                msg: Some(Box::new(parts)),
-            }),
-            cancelled: false,
-        });
-        if let Err(e) = self.push_transfer(key) {
-            if let OpKind::Transfer(t) = self.ops.remove(key).kind {
-                self.recycle(t.buf);
-            }
-            return Err(e);
-        }
-        Ok(key)
+        let mut parts: Box<MsgParts> = Box::new(unsafe { std::mem::zeroed() });
+        parts.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        self.start_msg(fd, token, false, buf, parts, ahead)
     }
 
     /// Starts a `SEND` of all of `buf` (continued after short sends),
@@ -516,7 +567,42 @@ impl Driver {
         buf: Vec<u8>,
         shut_after: bool,
     ) -> io::Result<usize> {
-        self.start_transfer(fd, token, true, buf, shut_after)
+        self.start_transfer(fd, token, true, buf, shut_after, false)
+    }
+
+    /// Starts a `SENDMSG` of `buf` as one datagram to `to` (the connected
+    /// peer when `None`); the completion is reported as a writable event
+    /// with `token`; collect it with [`take`](Driver::take).
+    pub(crate) fn submit_send_to(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+        to: Option<std::net::SocketAddr>,
+    ) -> io::Result<usize> {
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        let mut parts: Box<MsgParts> = Box::new(unsafe { std::mem::zeroed() });
+        parts.hdr.msg_namelen = match to {
+            Some(to) => write_sockaddr(to, &mut parts.addr),
+            None => 0,
+        };
+        self.start_msg(fd, token, true, buf, parts, false)
+    }
+
+    fn start_msg(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        send: bool,
+        buf: Vec<u8>,
+        parts: Box<MsgParts>,
+        ahead: bool,
+    ) -> io::Result<usize> {
+        self.start(Transfer {
+            msg: Some(parts),
+            ahead,
+            ..Transfer::new(fd, token, send, buf)
+        })
     }
 
     fn start_transfer(
@@ -526,24 +612,23 @@ impl Driver {
         send: bool,
         buf: Vec<u8>,
         shut_after: bool,
+        ahead: bool,
     ) -> io::Result<usize> {
+        self.start(Transfer {
+            shut_after,
+            ahead,
+            ..Transfer::new(fd, token, send, buf)
+        })
+    }
+
+    /// Enters `t` in the table and queues its submission.
+    fn start(&mut self, t: Transfer) -> io::Result<usize> {
         if self.closed {
+            self.recycle(t.buf);
             return Err(closed());
         }
         let key = self.ops.insert(Op {
-            kind: OpKind::Transfer(Transfer {
-                token,
-                fd,
-                send,
-                buf,
-                done: 0,
-                then: Vec::new(),
-                shut_after,
-                detached: false,
-                own_fd: None,
-                result: None,
-                msg: None,
-            }),
+            kind: OpKind::Transfer(t),
             cancelled: false,
         });
         if let Err(e) = self.push_transfer(key) {
@@ -559,14 +644,33 @@ impl Driver {
         let OpKind::Transfer(t) = &mut self.ops[key].kind else {
             unreachable!("a transfer key")
         };
+        let ioprio = if t.ahead && self.poll_first {
+            RECV_POLL_FIRST
+        } else {
+            0
+        };
         let entry = if let Some(m) = t.msg.as_deref_mut() {
             m.iov.iov_base = t.buf.as_mut_ptr().cast();
-            m.iov.iov_len = t.buf.capacity();
-            m.hdr.msg_name = std::ptr::addr_of_mut!(m.addr).cast();
-            m.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // `msg_namelen` was set by `submit_*`: the buffer's size for a
+            // receive, the address's for a send (0: the connected peer).
+            m.hdr.msg_name = if m.hdr.msg_namelen > 0 {
+                std::ptr::addr_of_mut!(m.addr).cast()
+            } else {
+                std::ptr::null_mut()
+            };
             m.hdr.msg_iov = std::ptr::addr_of_mut!(m.iov);
             m.hdr.msg_iovlen = 1;
-            opcode::RecvMsg::new(types::Fd(t.fd), std::ptr::addr_of_mut!(m.hdr)).build()
+            if t.send {
+                m.iov.iov_len = t.buf.len();
+                opcode::SendMsg::new(types::Fd(t.fd), std::ptr::addr_of!(m.hdr))
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            } else {
+                m.iov.iov_len = t.buf.capacity();
+                opcode::RecvMsg::new(types::Fd(t.fd), std::ptr::addr_of_mut!(m.hdr))
+                    .ioprio(ioprio)
+                    .build()
+            }
         } else if t.send {
             let rest = &t.buf[t.done..];
             opcode::Send::new(types::Fd(t.fd), rest.as_ptr(), clamp_len(rest.len()))
@@ -574,11 +678,13 @@ impl Driver {
                 .build()
         } else {
             let cap = t.buf.capacity();
-            opcode::Recv::new(types::Fd(t.fd), t.buf.as_mut_ptr(), clamp_len(cap)).build()
+            opcode::Recv::new(types::Fd(t.fd), t.buf.as_mut_ptr(), clamp_len(cap))
+                .ioprio(ioprio)
+                .build()
         }
         .user_data(key as u64);
-        // SAFETY: the buffer's heap memory (and a RECVMSG's boxed header,
-        // iovec and address) belongs to the entry `key` of
+        // SAFETY: the buffer's heap memory (and a RECVMSG's or SENDMSG's
+        // boxed header, iovec and address) belongs to the entry `key` of
         // `ops`, which is neither freed nor resized until this submission's
         // completion is reaped: `take` only hands out completed transfers,
         // `cancel_transfer` and `close` keep the entry until the target's
@@ -594,7 +700,7 @@ impl Driver {
         let OpKind::Transfer(t) = &mut self.ops[key].kind else {
             unreachable!("a transfer key")
         };
-        if t.send && res > 0 && !cancelled && !closed {
+        if t.send && t.msg.is_none() && res > 0 && !cancelled && !closed {
             t.done += res as usize;
             let mut spent = None;
             if t.done >= t.buf.len() && !t.then.is_empty() {
@@ -815,6 +921,10 @@ impl Driver {
             if let OpKind::Transfer(t) = self.ops.remove(key).kind {
                 self.recycle(t.buf);
             }
+        } else if t.send && t.msg.is_some() {
+            // A datagram is never continued: the kernel's own reference to
+            // the file (taken at submission) carries it to the end.
+            t.detached = true;
         } else if t.send {
             // The owner is about to close its fd, and a short send is
             // continued with a new submission: keep a duplicate for it.
@@ -910,7 +1020,7 @@ impl Driver {
     /// Sends the queued submissions without waiting.
     fn flush(&mut self) -> io::Result<()> {
         loop {
-            match self.ring.submit() {
+            match self.enter_nowait() {
                 Ok(_) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -1086,6 +1196,31 @@ fn sockaddr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<std::
             )
         }
         _ => None,
+    }
+}
+
+/// Writes `addr` into `out` as the kernel wants it; returns its length.
+fn write_sockaddr(addr: std::net::SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a
+            // sockaddr_in, and every bit pattern is valid for one.
+            let sin = unsafe { &mut *std::ptr::from_mut(out).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        std::net::SocketAddr::V6(a) => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 = unsafe { &mut *std::ptr::from_mut(out).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
     }
 }
 
