@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::proactor::{self, uring};
 use super::selector;
-use super::{Backend, Event, Interest};
+use super::{Backend, Event, Interest, MultiRead};
 
 /// The backend `Backend::Auto` picks on Linux: the proactor when io_uring
 /// is usable, else the selector (said once through the log).
@@ -223,6 +223,21 @@ impl Driver {
         op: usize,
     ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
         self.uring().ok()?.take_accept(op)
+    }
+
+    pub(crate) fn recv_multishot(&mut self) -> bool {
+        self.uring().is_ok_and(|d| d.recv_multishot())
+    }
+
+    pub(crate) fn submit_recv_multi(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.uring()?.submit_recv_multi(fd, token)
+    }
+
+    pub(crate) fn read_multi(&mut self, op: usize, buf: &mut [u8]) -> MultiRead {
+        match self.uring() {
+            Ok(d) => d.read_multi(op, buf),
+            Err(_) => MultiRead::End(-libc::EBADF),
+        }
     }
 
     pub(crate) fn quiet_source(&mut self, fd: RawFd) {

@@ -68,6 +68,14 @@
 //!     fn take_accept(&mut self, OpKey) -> Option<io::Result<(TcpStream, SocketAddr)>>
 //!         One connection (`ACCEPT`, non-blocking, close-on-exec). A
 //!         connection accepted after its listener let go is closed.
+//!     fn recv_multishot(&mut self) -> bool
+//!     fn submit_recv_multi(&mut self, fd, token) -> io::Result<OpKey>
+//!     fn read_multi(&mut self, OpKey, &mut [u8]) -> MultiRead
+//!         A stream receive that stays armed (io_uring's multishot RECV
+//!         into a provided-buffer ring, when `recv_multishot()`): its data
+//!         is queued in the driver (a bounded number of buffers per socket)
+//!         and copied out by `read_multi` (Data / Pending / End), reported
+//!         as readable events. `release` stops it.
 //!     fn quiet_source(&mut self, fd)
 //!         The object's transfers all complete through the driver now (a
 //!         stream): its readiness poll, which would double their events,
@@ -164,6 +172,18 @@ use std::sync::OnceLock;
 
 use crate::{Error, ErrorKind};
 
+/// What a multishot stream receive had for a reader
+/// (`Driver::read_multi`, io_uring only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) enum MultiRead {
+    /// Bytes copied into the caller's buffer.
+    Data(usize),
+    /// Nothing yet: a readable event comes with the next data.
+    Pending,
+    /// The end: 0 for EOF, or a negative errno.
+    End(i32),
+}
+
 /// The loop-level completion calls (`completions`, `submit_*`, `take*`…)
 /// for a driver that runs no transfers for the loop: `completions()` is
 /// false, so the loop never calls the others (they fail cleanly if it did).
@@ -237,6 +257,19 @@ macro_rules! no_loop_completions {
                 _: usize,
             ) -> Option<std::io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
                 None
+            }
+            pub(crate) fn recv_multishot(&mut self) -> bool {
+                false
+            }
+            pub(crate) fn submit_recv_multi(&mut self, _: i32, _: usize) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn read_multi(
+                &mut self,
+                _: usize,
+                _: &mut [u8],
+            ) -> $crate::backend::MultiRead {
+                $crate::backend::MultiRead::End(0)
             }
             pub(crate) fn quiet_source(&mut self, _: i32) {}
             pub(crate) fn release(&mut self, _: usize) {}

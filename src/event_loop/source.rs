@@ -15,7 +15,7 @@ use slab::Slab;
 use super::handle::Callback;
 use super::EventLoop;
 use crate::backend::sys::{self, net::Source};
-use crate::backend::Event;
+use crate::backend::{Event, MultiRead};
 use crate::Error;
 
 /// The errnos a completion reports that mean "try again" / a failed write
@@ -66,6 +66,8 @@ pub(crate) struct SourceState {
 struct Flow {
     /// The receive in flight (or completed, not yet collected).
     read_op: Option<usize>,
+    /// A stream's multishot receive (when the backend has them).
+    multi: Option<usize>,
     /// Received bytes not yet handed out: `stash[pos..]`.
     stash: Vec<u8>,
     pos: usize,
@@ -376,6 +378,9 @@ impl Registration {
         let token = self.key | SOURCE_TOKEN;
         let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
+        if flow.read_op.is_none() && flow.pos == flow.stash.len() && driver.recv_multishot() {
+            return Registration::read_multi(flow, fd, token, &mut driver, buf);
+        }
         loop {
             if flow.pos < flow.stash.len() {
                 let n = buf.len().min(flow.stash.len() - flow.pos);
@@ -420,6 +425,43 @@ impl Registration {
                     let b = driver.buffer(cap);
                     flow.read_op = Some(driver.submit_recv(fd, token, b, false)?);
                     return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+        }
+    }
+
+    /// [`read_with`](Registration::read_with) with a multishot receive: it
+    /// stays armed, and the driver queues what it brings (a bounded number
+    /// of buffers) until it is read.
+    fn read_multi(
+        flow: &mut Flow,
+        fd: i32,
+        token: usize,
+        driver: &mut crate::backend::Driver,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        if let Some(errno) = flow.read_err.take() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if flow.eof || buf.is_empty() {
+            return Ok(0);
+        }
+        let op = match flow.multi {
+            Some(op) => op,
+            None => *flow.multi.insert(driver.submit_recv_multi(fd, token)?),
+        };
+        match driver.read_multi(op, buf) {
+            MultiRead::Data(n) => Ok(n),
+            MultiRead::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            MultiRead::End(res) => {
+                flow.multi = None;
+                driver.release(op);
+                match -res {
+                    0 => {
+                        flow.eof = true;
+                        Ok(0)
+                    }
+                    errno => Err(io::Error::from_raw_os_error(errno)),
                 }
             }
         }
@@ -765,7 +807,7 @@ impl Registration {
             .and_then(|s| s.flow.take());
         if let Some(flow) = flow {
             let mut driver = inner.driver.borrow_mut();
-            if let Some(op) = flow.read_op {
+            for op in flow.read_op.into_iter().chain(flow.multi) {
                 driver.release(op);
             }
             for op in flow

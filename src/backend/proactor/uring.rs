@@ -12,23 +12,35 @@
 //! a socket deregistration, which must let go of the socket at once, flush
 //! early).
 //!
+//! Stream reads use one multishot `RECV` per stream (Linux 6.0) that stays
+//! armed and picks its buffers from a provided-buffer ring the driver owns
+//! (`BufRing`, unregistered and freed only after `close` reaped every
+//! operation); what it brings is queued per stream ([`Multi`]) until read,
+//! and a stream more than `MULTI_CAP` buffers behind has its receive
+//! cancelled until its reader catches up. A ring that runs dry (`ENOBUFS`)
+//! makes a starved stream receive into a buffer of its own once.
+//! `AIOLOOP_URING_MULTISHOT=0` (or an older kernel) keeps one `RECV` per
+//! read.
+//!
 //! Readiness (`add_reader`, I/O objects) is `POLL_ADD`: one-shot polls for
 //! raw fds, re-armed by `reregister` (asyncio's level-triggered callbacks), and
 //! one multishot poll per I/O object, which reports every wake-up like an
 //! edge-triggered epoll registration.
 #![allow(unsafe_code)]
 
-use std::collections::HashMap;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring, Probe};
 use slab::Slab;
 
-use crate::backend::{Backend, Event, Interest};
+use crate::backend::{Backend, Event, Interest, MultiRead};
 
 /// `user_data` of cancels (`ASYNC_CANCEL`): their completions
 /// are ignored (the target's own completion frees its entry).
@@ -46,6 +58,22 @@ const ENTRIES: u32 = 256;
 /// `IORING_RECVSEND_POLL_FIRST` (a receive's `ioprio`): arm the poll
 /// without trying the receive first (Linux 5.19).
 const RECV_POLL_FIRST: u16 = 1;
+
+/// Multishot receives (`IORING_RECV_MULTISHOT`) take their buffers from one
+/// provided-buffer ring per driver (made on first use): this many buffers
+/// (a power of two) of this size, in buffer group `BUF_GROUP`.
+const BUF_COUNT: u16 = 128;
+const BUF_SIZE: usize = 16 * 1024;
+const BUF_GROUP: u16 = 0;
+
+/// Received chunks a multishot receive holds unread before it is stopped
+/// (cancelled), so a reader that does not read cannot take every buffer;
+/// it is armed again once the reader took them.
+const MULTI_CAP: usize = 4;
+
+/// The environment variable that turns multishot receives off (`0`): each
+/// stream read is then one `RECV` into a buffer of its own.
+pub(crate) const MULTISHOT_ENV: &str = "AIOLOOP_URING_MULTISHOT";
 
 /// Opcodes the backend uses; the probe refuses a kernel that lacks one.
 const REQUIRED: &[(u8, &str)] = &[
@@ -139,6 +167,8 @@ enum OpKind {
     SourcePoll { token: usize, fd: RawFd },
     /// A completion-based receive or send; see [`Transfer`].
     Transfer(Transfer),
+    /// A stream's receive that stays armed; see [`Multi`].
+    Multi(Multi),
     /// An `ACCEPT`: the kernel writes the peer's address into `addr`. A
     /// connection accepted after its owner let go is closed here.
     Accept {
@@ -146,6 +176,146 @@ enum OpKind {
         addr: Box<(libc::sockaddr_storage, libc::socklen_t)>,
         result: Option<i32>,
     },
+}
+
+/// A stream's multishot `RECV` into the provided-buffer ring: every
+/// completion brings a buffer of data (or the end), queued here until the
+/// reader takes it. The same entry re-arms the receive after it ended for
+/// lack of buffers (`ENOBUFS`: one plain `RECV` into a buffer of its own
+/// first, so a connection is never starved by others holding the ring) or
+/// because the reader fell `MULTI_CAP` chunks behind.
+struct Multi {
+    token: usize,
+    fd: RawFd,
+    /// Data received and not yet read; the first chunk from `pos` on.
+    chunks: VecDeque<Chunk>,
+    pos: usize,
+    /// What is in flight.
+    state: MultiState,
+    /// The end of the stream after the chunks: 0 (EOF) or a negative errno.
+    end: Option<i32>,
+    /// The reader let go (or the driver is closing): the entry is freed
+    /// once nothing is in flight.
+    released: bool,
+}
+
+enum Chunk {
+    /// Buffer `bid` of the ring, `len` bytes.
+    Ring(u16, usize),
+    /// A plain receive's own buffer.
+    Owned(Vec<u8>),
+}
+
+enum MultiState {
+    /// The multishot receive is armed.
+    Armed,
+    /// Its cancel was submitted; its last completion has not come yet.
+    Stopping,
+    /// A plain `RECV` into this buffer is in flight (after `ENOBUFS`).
+    Plain(Vec<u8>),
+    /// Nothing in flight.
+    Idle,
+}
+
+/// The provided-buffer ring: `BUF_COUNT` descriptors the kernel reads (page
+/// aligned, as registration wants) and the buffers they point to. Both are
+/// raw allocations, not Rust-owned slices, since the kernel writes into
+/// buffers behind the program's back. Freed only after the driver
+/// unregistered the ring with every receive reaped (`Driver::close`).
+struct BufRing {
+    ring: *mut types::BufRingEntry,
+    mem: *mut u8,
+    /// Buffers handed to the kernel so far (the ring's tail).
+    tail: u16,
+    /// How many buffers (a power of two: `BUF_COUNT`, fewer in tests).
+    count: u16,
+}
+
+impl BufRing {
+    fn ring_layout(count: u16) -> Layout {
+        let len = usize::from(count) * std::mem::size_of::<types::BufRingEntry>();
+        Layout::from_size_align(len.max(4096), 4096).expect("a valid layout")
+    }
+
+    fn mem_layout(count: u16) -> Layout {
+        Layout::from_size_align(usize::from(count) * BUF_SIZE, 4096).expect("a valid layout")
+    }
+
+    /// Allocates a ring of `count` buffers (a power of two), registers it
+    /// and provides every buffer.
+    fn new(uring: &IoUring, count: u16) -> io::Result<BufRing> {
+        debug_assert!(count.is_power_of_two());
+        // SAFETY: both layouts have a non-zero size.
+        let ring =
+            unsafe { alloc_zeroed(BufRing::ring_layout(count)) }.cast::<types::BufRingEntry>();
+        // SAFETY: as above.
+        let mem = unsafe { alloc_zeroed(BufRing::mem_layout(count)) };
+        let mut b = BufRing {
+            ring,
+            mem,
+            tail: 0,
+            count,
+        };
+        if ring.is_null() || mem.is_null() {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        // SAFETY: the descriptors stay allocated until `Drop`, which runs
+        // only after `Driver::close` unregistered the group (or, when an
+        // operation could not be reaped, never: the ring is leaked).
+        unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(ring as u64, count, BUF_GROUP, 0)?;
+        }
+        for bid in 0..count {
+            b.provide(bid);
+        }
+        Ok(b)
+    }
+
+    /// Hands buffer `bid` (back) to the kernel.
+    fn provide(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot` < `count` descriptors allocated in `new`. The
+        // kernel reads only the descriptors between its head and our tail,
+        // and this one is at the tail (it has consumed it, if it was ever
+        // filled); the setters write its address, length and id, never the
+        // tail field the first descriptor shares.
+        let e = unsafe { &mut *self.ring.add(slot) };
+        e.set_addr(self.mem as u64 + u64::from(bid) * BUF_SIZE as u64);
+        e.set_len(BUF_SIZE as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail is the aligned u16 the first descriptor holds,
+        // shared with the kernel, which only reads it (atomically): the
+        // release store publishes the descriptor written above.
+        let tail = unsafe { AtomicU16::from_ptr(types::BufRingEntry::tail(self.ring).cast_mut()) };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The first `len` bytes of buffer `bid`.
+    fn data(&self, bid: u16, len: usize) -> &[u8] {
+        debug_assert!(bid < self.count && len <= BUF_SIZE);
+        // SAFETY: the kernel wrote `len` bytes (at most BUF_SIZE) into
+        // buffer `bid` and handed it over in a completion: it does not touch
+        // it again until `provide` gives it back, which needs `&mut self`.
+        unsafe { std::slice::from_raw_parts(self.mem.add(usize::from(bid) * BUF_SIZE), len) }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with these layouts (null when that
+        // allocation failed); the kernel let go of them (see `new`).
+        unsafe {
+            if !self.ring.is_null() {
+                dealloc(self.ring.cast(), BufRing::ring_layout(self.count));
+            }
+            if !self.mem.is_null() {
+                dealloc(self.mem, BufRing::mem_layout(self.count));
+            }
+        }
+    }
 }
 
 /// A `RECV` or `SEND` whose buffer the operation owns.
@@ -229,6 +399,13 @@ pub(crate) struct Driver {
     pool: Vec<Vec<u8>>,
     /// The kernel knows `RECV_POLL_FIRST` (it has `SEND_ZC`, Linux 6.0).
     poll_first: bool,
+    /// Multishot receives: `Some(true)` once the buffer ring is set up,
+    /// `Some(false)` when they are off (no Linux 6.0, the switch, or the
+    /// ring could not be set up), `None` before the first stream asked.
+    multishot: Option<bool>,
+    bufs: Option<BufRing>,
+    /// The buffer ring's size (`BUF_COUNT`; tests make it small).
+    buf_count: u16,
     closed: bool,
 }
 
@@ -274,6 +451,9 @@ impl Driver {
             cqes: Vec::with_capacity(64),
             pool: Vec::new(),
             poll_first,
+            multishot: None,
+            bufs: None,
+            buf_count: BUF_COUNT,
             closed: false,
         };
         d.arm_wake(Box::new([0; 8]))?;
@@ -472,6 +652,7 @@ impl Driver {
                 }
             }
             OpKind::Transfer(_) => self.transferred(key, res, out),
+            OpKind::Multi(_) => self.multi_completed(key, res, flags, out),
             OpKind::Accept { token, .. } => {
                 if cancelled || self.closed {
                     self.ops.remove(key);
@@ -792,6 +973,315 @@ impl Driver {
         }
     }
 
+    // -----------------------------------------------------------------
+    // Multishot stream receives (see `Multi`).
+
+    /// Whether stream reads use multishot receives: Linux 6.0 (`SEND_ZC`
+    /// is the probe for it), not turned off with [`MULTISHOT_ENV`], and the
+    /// buffer ring set up (on the first call).
+    pub(crate) fn recv_multishot(&mut self) -> bool {
+        if let Some(on) = self.multishot {
+            return on;
+        }
+        let wanted = self.poll_first
+            && !self.closed
+            && std::env::var(MULTISHOT_ENV).map_or(true, |v| v.trim() != "0");
+        let on = wanted
+            && match BufRing::new(&self.ring, self.buf_count) {
+                Ok(b) => {
+                    self.bufs = Some(b);
+                    true
+                }
+                Err(e) => {
+                    log::debug!(target: "aioloop", "io_uring: no provided-buffer ring ({e}); one RECV per stream read");
+                    false
+                }
+            };
+        self.multishot = Some(on);
+        on
+    }
+
+    /// Arms a multishot receive on stream `fd`; its data (and its end) is
+    /// reported as readable events with `token` and read with
+    /// [`read_multi`](Driver::read_multi). Needs [`recv_multishot`](Driver::recv_multishot).
+    pub(crate) fn submit_recv_multi(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        if self.closed {
+            return Err(closed());
+        }
+        if self.bufs.is_none() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        let key = self.ops.insert(Op {
+            kind: OpKind::Multi(Multi {
+                token,
+                fd,
+                chunks: VecDeque::new(),
+                pos: 0,
+                state: MultiState::Idle,
+                end: None,
+                released: false,
+            }),
+            cancelled: false,
+        });
+        if let Err(e) = self.arm_multi(key, false) {
+            self.ops.remove(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// Submits entry `key`'s multishot receive, or (`plain`) one `RECV`
+    /// into a buffer of its own.
+    fn arm_multi(&mut self, key: usize, plain: bool) -> io::Result<()> {
+        let buf = if plain {
+            Some(self.buffer(BUF_SIZE))
+        } else {
+            None
+        };
+        let op = &mut self.ops[key];
+        op.cancelled = false;
+        let OpKind::Multi(m) = &mut op.kind else {
+            unreachable!("a multishot key")
+        };
+        let entry = match buf {
+            Some(mut b) => {
+                let entry = opcode::Recv::new(types::Fd(m.fd), b.as_mut_ptr(), clamp_len(BUF_SIZE))
+                    .build()
+                    .user_data(key as u64);
+                m.state = MultiState::Plain(b);
+                entry
+            }
+            None => {
+                m.state = MultiState::Armed;
+                opcode::RecvMulti::new(types::Fd(m.fd), BUF_GROUP)
+                    .build()
+                    .user_data(key as u64)
+            }
+        };
+        // SAFETY: a multishot receive writes only into ring buffers, which
+        // the driver keeps until `close` reaped every operation and
+        // unregistered the ring; a plain one writes into the buffer held in
+        // `MultiState::Plain` of the entry `key`, kept until its completion
+        // (moving the `Vec` does not move its heap buffer). The kernel takes
+        // its own reference to the socket.
+        let res = unsafe { self.push(&entry) };
+        if res.is_err() {
+            if let OpKind::Multi(m) = &mut self.ops[key].kind {
+                if let MultiState::Plain(b) = std::mem::replace(&mut m.state, MultiState::Idle) {
+                    self.pool.push(b);
+                }
+            }
+        }
+        res
+    }
+
+    fn multi_completed(&mut self, key: usize, res: i32, flags: u32, out: &mut Vec<Event>) {
+        let closed = self.closed;
+        let OpKind::Multi(m) = &mut self.ops[key].kind else {
+            unreachable!("a multishot key")
+        };
+        let mut news = false;
+        let mut starved = false;
+        match std::mem::replace(&mut m.state, MultiState::Idle) {
+            MultiState::Plain(mut b) => {
+                if res > 0 {
+                    // SAFETY: the kernel wrote `res` bytes (at most the
+                    // capacity passed) at the start of the buffer.
+                    unsafe { b.set_len(res as usize) };
+                    m.chunks.push_back(Chunk::Owned(b));
+                    news = true;
+                } else {
+                    self.pool.push(b);
+                    if res != -libc::EAGAIN && res != -libc::EINTR && res != -libc::ECANCELED {
+                        m.end = Some(res);
+                        news = true;
+                    }
+                }
+            }
+            state @ (MultiState::Armed | MultiState::Stopping) => {
+                let more = cqueue::more(flags);
+                if more {
+                    m.state = state;
+                }
+                match cqueue::buffer_select(flags) {
+                    Some(bid) if res > 0 => {
+                        m.chunks.push_back(Chunk::Ring(bid, res as usize));
+                        news = true;
+                    }
+                    Some(bid) => {
+                        if let Some(b) = self.bufs.as_mut() {
+                            b.provide(bid);
+                        }
+                    }
+                    None => {}
+                }
+                let OpKind::Multi(m) = &mut self.ops[key].kind else {
+                    unreachable!("a multishot key")
+                };
+                if !more {
+                    match res {
+                        r if r == -libc::ENOBUFS => starved = true,
+                        r if r == -libc::ECANCELED || r == -libc::EAGAIN || r == -libc::EINTR => {}
+                        r if r <= 0 => {
+                            m.end = Some(r);
+                            news = true;
+                        }
+                        _ => {}
+                    }
+                } else if m.chunks.len() >= MULTI_CAP && matches!(m.state, MultiState::Armed) {
+                    // The reader is behind: stop taking buffers.
+                    m.state = MultiState::Stopping;
+                    self.cancel(key);
+                }
+            }
+            MultiState::Idle => {}
+        }
+        let OpKind::Multi(m) = &mut self.ops[key].kind else {
+            unreachable!("a multishot key")
+        };
+        if m.released || closed {
+            if matches!(m.state, MultiState::Idle) {
+                self.free_multi(key);
+            }
+            return;
+        }
+        if news {
+            // The end is sticky (read-closed), as a FIN is for the
+            // selector: a short read that empties the chunks clears the
+            // readiness, and the reader must still come back for the end.
+            out.push(Event {
+                token: m.token,
+                readable: true,
+                writable: false,
+                read_closed: m.end.is_some(),
+                write_closed: false,
+            });
+        }
+        if matches!(m.state, MultiState::Idle) && m.end.is_none() && m.chunks.is_empty() {
+            // Ended with nothing to read (out of buffers, or the kernel
+            // stopped it): receive again at once, with a buffer of our own
+            // if the ring is empty.
+            if let Err(e) = self.arm_multi(key, starved) {
+                if let OpKind::Multi(m) = &mut self.ops[key].kind {
+                    m.end = Some(-e.raw_os_error().unwrap_or(libc::EIO));
+                    out.push(Event {
+                        token: m.token,
+                        readable: true,
+                        writable: false,
+                        read_closed: true,
+                        write_closed: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Copies what multishot receive `key` brought into `buf` (across its
+    /// chunks, so a short read means there is nothing more for now), giving
+    /// drained buffers back to the ring, and re-arms a stopped receive once
+    /// the reader caught up.
+    pub(crate) fn read_multi(&mut self, key: usize, buf: &mut [u8]) -> MultiRead {
+        let Some(Op {
+            kind: OpKind::Multi(m),
+            ..
+        }) = self.ops.get_mut(key)
+        else {
+            return MultiRead::End(-libc::EBADF);
+        };
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(chunk) = m.chunks.front() else {
+                break;
+            };
+            let data = match chunk {
+                Chunk::Ring(bid, len) => match self.bufs.as_ref() {
+                    Some(b) => b.data(*bid, *len),
+                    None => &[],
+                },
+                Chunk::Owned(v) => &v[..],
+            };
+            let k = (buf.len() - n).min(data.len() - m.pos);
+            buf[n..n + k].copy_from_slice(&data[m.pos..m.pos + k]);
+            n += k;
+            m.pos += k;
+            if m.pos == data.len() {
+                m.pos = 0;
+                match m.chunks.pop_front() {
+                    Some(Chunk::Ring(bid, _)) => {
+                        if let Some(b) = self.bufs.as_mut() {
+                            b.provide(bid);
+                        }
+                    }
+                    Some(Chunk::Owned(v)) if self.pool.len() < 64 => self.pool.push(v),
+                    _ => {}
+                }
+            }
+        }
+        let idle = matches!(m.state, MultiState::Idle) && m.end.is_none();
+        let end = m.end;
+        let empty = m.chunks.is_empty();
+        if idle && m.chunks.len() < MULTI_CAP / 2 {
+            // Stopped for a slow reader that has caught up: arm again
+            // (an error shows up as the end).
+            if let Err(e) = self.arm_multi(key, false) {
+                if let Some(Op {
+                    kind: OpKind::Multi(m),
+                    ..
+                }) = self.ops.get_mut(key)
+                {
+                    m.end = Some(-e.raw_os_error().unwrap_or(libc::EIO));
+                }
+            }
+        }
+        match (n, end) {
+            (0, Some(end)) if empty => MultiRead::End(end),
+            (0, _) => MultiRead::Pending,
+            (n, _) => MultiRead::Data(n),
+        }
+    }
+
+    /// Frees multishot entry `key` (nothing in flight), giving its unread
+    /// ring buffers back.
+    fn free_multi(&mut self, key: usize) {
+        if let OpKind::Multi(m) = self.ops.remove(key).kind {
+            for chunk in m.chunks {
+                match chunk {
+                    Chunk::Ring(bid, _) => {
+                        if let Some(b) = self.bufs.as_mut() {
+                            b.provide(bid);
+                        }
+                    }
+                    Chunk::Owned(v) => self.recycle(v),
+                }
+            }
+        }
+    }
+
+    /// The reader of multishot receive `key` let go: stop it, free it once
+    /// its last completion is in.
+    fn release_multi(&mut self, key: usize) {
+        let Some(Op {
+            kind: OpKind::Multi(m),
+            ..
+        }) = self.ops.get_mut(key)
+        else {
+            return;
+        };
+        m.released = true;
+        match m.state {
+            MultiState::Idle => self.free_multi(key),
+            MultiState::Armed | MultiState::Plain(_) => {
+                if let OpKind::Multi(m) = &mut self.ops[key].kind {
+                    if matches!(m.state, MultiState::Armed) {
+                        m.state = MultiState::Stopping;
+                    }
+                }
+                self.cancel(key);
+            }
+            MultiState::Stopping => {}
+        }
+    }
+
     /// Starts an `ACCEPT` on listening socket `fd`; the new connection
     /// (non-blocking, close-on-exec) is reported as a readable event with
     /// `token`; collect it with [`take_accept`](Driver::take_accept).
@@ -899,6 +1389,14 @@ impl Driver {
     /// the shutdown. A completed transfer is simply freed.
     pub(crate) fn release(&mut self, key: usize) {
         if let Some(Op {
+            kind: OpKind::Multi(_),
+            ..
+        }) = self.ops.get(key)
+        {
+            self.release_multi(key);
+            return;
+        }
+        if let Some(Op {
             kind: OpKind::Accept { result, .. },
             ..
         }) = self.ops.get(key)
@@ -947,6 +1445,14 @@ impl Driver {
     /// Like [`release`](Driver::release), but a send is cancelled too
     /// (`abort`: the queued bytes are dropped).
     pub(crate) fn cancel_transfer(&mut self, key: usize) {
+        if let Some(Op {
+            kind: OpKind::Multi(_),
+            ..
+        }) = self.ops.get(key)
+        {
+            self.release_multi(key);
+            return;
+        }
         let done = matches!(
             self.ops.get(key),
             Some(Op { kind: OpKind::Transfer(t), .. }) if t.result.is_some()
@@ -1129,7 +1635,9 @@ impl Driver {
                     ..
                 }
             );
-            if done {
+            if matches!(self.ops[key].kind, OpKind::Multi(_)) {
+                self.release_multi(key);
+            } else if done {
                 // Completed, never collected: the kernel is done with it.
                 self.free_completed(key);
             } else {
@@ -1155,6 +1663,14 @@ impl Driver {
                 self.ops.len()
             );
             std::mem::forget(std::mem::take(&mut self.ops));
+            std::mem::forget(self.bufs.take());
+        } else if let Some(bufs) = self.bufs.take() {
+            // Nothing can pick a buffer any more: let the kernel go of the
+            // ring, then free it (leaked if the kernel refuses).
+            match self.ring.submitter().unregister_buf_ring(BUF_GROUP) {
+                Ok(()) => drop(bufs),
+                Err(_) => std::mem::forget(bufs),
+            }
         }
     }
 }
@@ -1276,5 +1792,189 @@ fn event(token: usize, revents: u32) -> Event {
         writable: has(libc::POLLOUT) || broken,
         read_closed,
         write_closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    fn driver(buf_count: u16) -> Driver {
+        let mut d = Driver::new(Backend::Proactor).expect("io_uring on the test machine");
+        d.buf_count = buf_count;
+        assert!(
+            d.recv_multishot(),
+            "this kernel (6.0 or later expected) has multishot receives"
+        );
+        d
+    }
+
+    /// A connected pair: (the writer, the non-blocking socket read here).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        s.set_nonblocking(true).unwrap();
+        c.set_nonblocking(true).unwrap();
+        (c, s)
+    }
+
+    fn multi(d: &Driver, key: usize) -> &Multi {
+        match &d.ops[key].kind {
+            OpKind::Multi(m) => m,
+            _ => panic!("not a multishot entry"),
+        }
+    }
+
+    fn poll(d: &mut Driver) {
+        let mut events = Vec::new();
+        d.poll(Some(Duration::from_millis(5)), &mut events).unwrap();
+    }
+
+    /// Writes `data` until the socket stops taking it (nobody reads:
+    /// the driver's receive must stop too), polling the driver meanwhile;
+    /// returns how much was written.
+    fn flood(d: &mut Driver, w: &mut TcpStream, data: &[u8]) -> usize {
+        let mut sent = 0;
+        let mut stuck = 0;
+        while sent < data.len() && stuck < 20 {
+            match w.write(&data[sent..]) {
+                Ok(n) => {
+                    sent += n;
+                    stuck = 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => stuck += 1,
+                Err(e) => panic!("{e}"),
+            }
+            poll(d);
+        }
+        sent
+    }
+
+    /// Reads `n` bytes through multishot receive `key`.
+    fn read_all(d: &mut Driver, key: usize, n: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < n {
+            assert!(Instant::now() < deadline, "read {} of {n} bytes", got.len());
+            match d.read_multi(key, &mut buf) {
+                MultiRead::Data(k) => got.extend_from_slice(&buf[..k]),
+                MultiRead::Pending => poll(d),
+                MultiRead::End(e) => panic!("the stream ended ({e}) after {} bytes", got.len()),
+            }
+        }
+        got
+    }
+
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// A reader that does not read: the multishot receive is stopped with
+    /// at most the ring's buffers taken, the rest stays in the socket (TCP
+    /// flow control then holds the writer back), and reading later gets
+    /// every byte in order, the receive armed again.
+    #[test]
+    fn a_slow_reader_holds_a_bounded_number_of_buffers() {
+        let mut d = driver(BUF_COUNT);
+        let (mut w, r) = pair();
+        let key = d.submit_recv_multi(r.as_raw_fd(), 1).unwrap();
+        let data = payload(64 << 20);
+        let sent = flood(&mut d, &mut w, &data);
+        assert!(sent < data.len(), "the writer was never held back");
+        let m = multi(&d, key);
+        assert!(
+            matches!(m.state, MultiState::Idle),
+            "the receive is still armed"
+        );
+        assert!(m.chunks.len() <= usize::from(BUF_COUNT));
+        let held: usize = m
+            .chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Ring(_, n) => *n,
+                Chunk::Owned(v) => v.len(),
+            })
+            .sum();
+        assert!(held <= usize::from(BUF_COUNT) * BUF_SIZE);
+        assert!(held < sent, "the socket keeps what the driver did not take");
+        let got = read_all(&mut d, key, sent);
+        assert!(got == data[..sent], "bytes lost or reordered");
+        // The receive runs again: more data comes in.
+        w.write_all(&data[..10]).unwrap_or(());
+        assert_eq!(read_all(&mut d, key, 10), data[..10]);
+        d.release(key);
+        d.close();
+        assert!(d.ops.is_empty() && d.bufs.is_none());
+    }
+
+    /// When one connection holds every buffer of the ring, another one's
+    /// receive ends with ENOBUFS and goes on with a plain receive of its
+    /// own: it is not starved. Once buffers are back, multishot resumes.
+    #[test]
+    fn an_exhausted_ring_falls_back_to_a_plain_receive() {
+        let mut d = driver(4);
+        let (mut wa, ra) = pair();
+        let a = d.submit_recv_multi(ra.as_raw_fd(), 1).unwrap();
+        let data = payload(4 << 20);
+        let sent = flood(&mut d, &mut wa, &data);
+        assert_eq!(multi(&d, a).chunks.len(), 4, "A holds the whole ring");
+        let (mut wb, rb) = pair();
+        let b = d.submit_recv_multi(rb.as_raw_fd(), 2).unwrap();
+        wb.write_all(b"hello").unwrap();
+        assert_eq!(read_all(&mut d, b, 5), b"hello");
+        assert_eq!(read_all(&mut d, a, sent), data[..sent]);
+        wb.write_all(b"again").unwrap();
+        assert_eq!(read_all(&mut d, b, 5), b"again");
+        // EOF after the data, sticky.
+        drop(wb);
+        let mut buf = [0u8; 8];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match d.read_multi(b, &mut buf) {
+                MultiRead::End(0) => break,
+                MultiRead::Pending if Instant::now() < deadline => poll(&mut d),
+                _ => panic!("expected EOF"),
+            }
+        }
+        d.release(a);
+        d.release(b);
+        d.close();
+        assert!(d.ops.is_empty() && d.bufs.is_none());
+    }
+
+    /// Releasing a receive that holds buffers gives them back to the ring
+    /// at once; one in flight is freed once its cancel completes; closing
+    /// the driver unregisters and frees the ring.
+    #[test]
+    fn released_receives_give_their_buffers_back() {
+        let mut d = driver(4);
+        let (mut wa, ra) = pair();
+        let a = d.submit_recv_multi(ra.as_raw_fd(), 1).unwrap();
+        flood(&mut d, &mut wa, &payload(1 << 20));
+        assert_eq!(multi(&d, a).chunks.len(), 4);
+        let tail = d.bufs.as_ref().unwrap().tail;
+        d.release(a);
+        assert_eq!(d.bufs.as_ref().unwrap().tail, tail.wrapping_add(4));
+        assert!(d.ops.get(a).is_none(), "an idle receive is freed at once");
+        let (_wb, rb) = pair();
+        let b = d.submit_recv_multi(rb.as_raw_fd(), 2).unwrap();
+        poll(&mut d);
+        d.release(b);
+        for _ in 0..100 {
+            if d.ops.get(b).is_none() {
+                break;
+            }
+            poll(&mut d);
+        }
+        assert!(d.ops.get(b).is_none(), "the armed receive was reaped");
+        let mut buf = [0u8; 4];
+        assert!(matches!(d.read_multi(b, &mut buf), MultiRead::End(_)));
+        d.close();
+        assert!(d.bufs.is_none());
     }
 }
