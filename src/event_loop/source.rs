@@ -376,7 +376,7 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
+        let flow = Registration::completion_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
         if flow.read_op.is_none() && flow.pos == flow.stash.len() && driver.recv_multishot() {
             return Registration::read_multi(flow, fd, token, &mut driver, buf);
@@ -481,7 +481,7 @@ impl Registration {
         if !inner.driver.borrow().completions() {
             return direct(buf);
         }
-        self.with_flow(|flow, fd, token, driver| {
+        self.with_flow(true, |flow, fd, token, driver| {
             let mut got = None;
             if let Some(op) = flow.read_op {
                 match driver.take_from(op) {
@@ -545,7 +545,7 @@ impl Registration {
         if buf.len() > if v6 { DATAGRAM_MAX_V6 } else { DATAGRAM_MAX } {
             return Err(io::Error::from_raw_os_error(EMSGSIZE));
         }
-        self.with_flow(|flow, fd, token, driver| {
+        self.with_flow(true, |flow, fd, token, driver| {
             let Flow {
                 dgram_sends,
                 dgram_err,
@@ -584,9 +584,13 @@ impl Registration {
     }
 
     /// Runs `f` on this object's transfer state (made on first use) with
-    /// its fd, its token and the driver.
+    /// its fd, its token and the driver. `quiet`: all the object's
+    /// transfers complete through the driver (a datagram socket), so its
+    /// readiness poll goes (see `completion_flow`): every datagram sent or
+    /// received woke it.
     fn with_flow<R>(
         &self,
+        quiet: bool,
         f: impl FnOnce(&mut Flow, i32, usize, &mut crate::backend::Driver) -> io::Result<R>,
     ) -> io::Result<R> {
         let inner = &self.lp.inner;
@@ -595,19 +599,20 @@ impl Registration {
             return Err(io::Error::other(Error::closed()));
         };
         let fd = s.fd;
-        let flow = s.flow.get_or_insert_with(Box::default);
-        f(
-            flow,
-            fd,
-            self.key | SOURCE_TOKEN,
-            &mut inner.driver.borrow_mut(),
-        )
+        let mut driver = inner.driver.borrow_mut();
+        let flow = if quiet {
+            Registration::completion_flow(s, &mut driver)
+        } else {
+            s.flow.get_or_insert_with(Box::default)
+        };
+        f(flow, fd, self.key | SOURCE_TOKEN, &mut driver)
     }
 
-    /// The stream's transfer state, made on first use; from then on its
-    /// transfers' completions are its events, so the backend drops the
-    /// readiness poll that would only double them.
-    fn stream_flow<'a>(
+    /// The transfer state of an object whose transfers all complete
+    /// through the backend (a stream, a datagram socket), made on first use;
+    /// from then on its transfers' completions are its events, so the
+    /// backend drops the readiness poll that would only double them.
+    fn completion_flow<'a>(
         s: &'a mut SourceState,
         driver: &mut crate::backend::Driver,
     ) -> &'a mut Flow {
@@ -631,7 +636,7 @@ impl Registration {
         if !inner.driver.borrow().completions() {
             return direct();
         }
-        self.with_flow(|flow, fd, token, driver| {
+        self.with_flow(false, |flow, fd, token, driver| {
             let got = match flow.read_op {
                 Some(op) => match driver.take_accept(op) {
                     None => return Err(io::ErrorKind::WouldBlock.into()),
@@ -684,7 +689,7 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
+        let flow = Registration::completion_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
         Registration::collect_send(flow, &mut driver);
         if let Some(errno) = flow.write_err {
@@ -764,7 +769,7 @@ impl Registration {
         {
             let mut sources = inner.sources.borrow_mut();
             if let Some(s) = sources.entries.get_mut(self.key) {
-                let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
+                let flow = Registration::completion_flow(s, &mut inner.driver.borrow_mut());
                 let mut driver = inner.driver.borrow_mut();
                 Registration::collect_send(flow, &mut driver);
                 flow.shut = true;

@@ -841,7 +841,20 @@ impl Driver {
             };
             m.hdr.msg_iov = std::ptr::addr_of_mut!(m.iov);
             m.hdr.msg_iovlen = 1;
-            if t.send {
+            if t.send && self.poll_first {
+                // Linux 6.0: a SEND with the destination is lighter than
+                // a SENDMSG (no header and iovec to copy in).
+                let (to, to_len) = if m.hdr.msg_namelen > 0 {
+                    (std::ptr::addr_of!(m.addr).cast(), m.hdr.msg_namelen)
+                } else {
+                    (std::ptr::null(), 0)
+                };
+                opcode::Send::new(types::Fd(t.fd), t.buf.as_ptr(), clamp_len(t.buf.len()))
+                    .dest_addr(to)
+                    .dest_addr_len(to_len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            } else if t.send {
                 m.iov.iov_len = t.buf.len();
                 opcode::SendMsg::new(types::Fd(t.fd), std::ptr::addr_of!(m.hdr))
                     .flags(libc::MSG_NOSIGNAL as u32)
