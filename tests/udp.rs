@@ -450,3 +450,11 @@ fn a_burst_of_sends_without_yielding_all_arrive() {
     })
     .unwrap();
 }
+
+/// Every test above again with io_uring's multishot receives off (one
+/// `RECVMSG` per datagram, as on kernels before 6.0).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_same_tests_pass_without_multishot_receives() {
+    util::rerun_without_multishot("the_same_tests_pass_without_multishot_receives");
+}

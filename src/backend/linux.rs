@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::proactor::{self, uring};
 use super::selector;
-use super::{Backend, Event, Interest, MultiRead};
+use super::{Backend, DgramRead, Event, Interest, MultiRead};
 
 /// The backend `Backend::Auto` picks on Linux: the proactor when io_uring
 /// is usable, else the selector (said once through the log).
@@ -237,6 +237,21 @@ impl Driver {
         match self.uring() {
             Ok(d) => d.read_multi(op, buf),
             Err(_) => MultiRead::End(-libc::EBADF),
+        }
+    }
+
+    pub(crate) fn dgram_multishot(&mut self) -> bool {
+        self.uring().is_ok_and(|d| d.dgram_multishot())
+    }
+
+    pub(crate) fn submit_recv_dgram_multi(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.uring()?.submit_recv_dgram_multi(fd, token)
+    }
+
+    pub(crate) fn read_dgram(&mut self, op: usize, buf: &mut [u8]) -> DgramRead {
+        match self.uring() {
+            Ok(d) => d.read_dgram(op, buf),
+            Err(_) => DgramRead::Failed(-libc::EBADF),
         }
     }
 

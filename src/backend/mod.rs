@@ -76,6 +76,12 @@
 //!         is queued in the driver (a bounded number of buffers per socket)
 //!         and copied out by `read_multi` (Data / Pending / End), reported
 //!         as readable events. `release` stops it.
+//!     fn dgram_multishot(&mut self) -> bool
+//!     fn submit_recv_dgram_multi(&mut self, fd, token) -> io::Result<OpKey>
+//!     fn read_dgram(&mut self, OpKey, &mut [u8]) -> DgramRead
+//!         The same for a datagram socket (multishot RECVMSG into a ring of
+//!         64 KiB buffers): one datagram and its sender per read, errors
+//!         queued in order (the socket goes on after one).
 //!     fn quiet_source(&mut self, fd)
 //!         The object's transfers all complete through the driver now (a
 //!         stream): its readiness poll, which would double their events,
@@ -184,6 +190,19 @@ pub(crate) enum MultiRead {
     End(i32),
 }
 
+/// What a multishot datagram receive had for a reader
+/// (`Driver::read_dgram`, io_uring only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) enum DgramRead {
+    /// A datagram: its length as copied (cut to the caller's buffer) and
+    /// its sender (`None` when that is not an IP address).
+    Data(usize, Option<std::net::SocketAddr>),
+    /// Nothing yet: a readable event comes with the next datagram.
+    Pending,
+    /// A receive failed (a negative errno); the socket goes on.
+    Failed(i32),
+}
+
 /// The loop-level completion calls (`completions`, `submit_*`, `take*`…)
 /// for a driver that runs no transfers for the loop: `completions()` is
 /// false, so the loop never calls the others (they fail cleanly if it did).
@@ -270,6 +289,23 @@ macro_rules! no_loop_completions {
                 _: &mut [u8],
             ) -> $crate::backend::MultiRead {
                 $crate::backend::MultiRead::End(0)
+            }
+            pub(crate) fn dgram_multishot(&mut self) -> bool {
+                false
+            }
+            pub(crate) fn submit_recv_dgram_multi(
+                &mut self,
+                _: i32,
+                _: usize,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn read_dgram(
+                &mut self,
+                _: usize,
+                _: &mut [u8],
+            ) -> $crate::backend::DgramRead {
+                $crate::backend::DgramRead::Pending
             }
             pub(crate) fn quiet_source(&mut self, _: i32) {}
             pub(crate) fn release(&mut self, _: usize) {}

@@ -15,7 +15,7 @@ use slab::Slab;
 use super::handle::Callback;
 use super::EventLoop;
 use crate::backend::sys::{self, net::Source};
-use crate::backend::{Event, MultiRead};
+use crate::backend::{DgramRead, Event, MultiRead};
 use crate::Error;
 
 /// The errnos a completion reports that mean "try again" / a failed write
@@ -482,6 +482,22 @@ impl Registration {
             return direct(buf);
         }
         self.with_flow(true, |flow, fd, token, driver| {
+            if flow.read_op.is_none() && driver.dgram_multishot() {
+                // One multishot RECVMSG stays armed; the driver queues
+                // what it brings.
+                let op = match flow.multi {
+                    Some(op) => op,
+                    None => *flow
+                        .multi
+                        .insert(driver.submit_recv_dgram_multi(fd, token)?),
+                };
+                return match driver.read_dgram(op, buf) {
+                    DgramRead::Data(n, Some(from)) => Ok((n, from)),
+                    DgramRead::Data(_, None) => Err(not_ip()),
+                    DgramRead::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                    DgramRead::Failed(res) => Err(io::Error::from_raw_os_error(-res)),
+                };
+            }
             let mut got = None;
             if let Some(op) = flow.read_op {
                 match driver.take_from(op) {
@@ -504,12 +520,7 @@ impl Registration {
             } else {
                 let n = buf.len().min(data.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                match from {
-                    Some(from) => Ok((n, from)),
-                    None => Err(io::Error::other(
-                        "a datagram arrived from an address that is not an IP address",
-                    )),
-                }
+                from.map(|from| (n, from)).ok_or_else(not_ip)
             };
             driver.recycle(data);
             out
@@ -835,4 +846,10 @@ impl Registration {
         }
         drop(state);
     }
+}
+
+/// A datagram's sender was not an IP address (on an IP socket: never
+/// expected).
+fn not_ip() -> io::Error {
+    io::Error::other("a datagram arrived from an address that is not an IP address")
 }

@@ -18,9 +18,11 @@
 //! operation); what it brings is queued per stream ([`Multi`]) until read,
 //! and a stream more than `MULTI_CAP` buffers behind has its receive
 //! cancelled until its reader catches up. A ring that runs dry (`ENOBUFS`)
-//! makes a starved stream receive into a buffer of its own once.
+//! makes a starved stream receive into a buffer of its own once. Datagram
+//! sockets do the same with a multishot `RECVMSG` and a second ring of
+//! 64 KiB buffers (one datagram each, never cut short).
 //! `AIOLOOP_URING_MULTISHOT=0` (or an older kernel) keeps one `RECV` per
-//! read.
+//! read and one `RECVMSG` per datagram.
 //!
 //! Readiness (`add_reader`, I/O objects) is `POLL_ADD`: one-shot polls for
 //! raw fds, re-armed by `reregister` (asyncio's level-triggered callbacks), and
@@ -40,7 +42,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring, Probe};
 use slab::Slab;
 
-use crate::backend::{Backend, Event, Interest, MultiRead};
+use crate::backend::{Backend, DgramRead, Event, Interest, MultiRead};
 
 /// `user_data` of cancels (`ASYNC_CANCEL`): their completions
 /// are ignored (the target's own completion frees its entry).
@@ -65,6 +67,14 @@ const RECV_POLL_FIRST: u16 = 1;
 const BUF_COUNT: u16 = 128;
 const BUF_SIZE: usize = 16 * 1024;
 const BUF_GROUP: u16 = 0;
+
+/// Datagram sockets' multishot `RECVMSG`s take theirs from a second ring
+/// (made on the first datagram receive): buffers large enough for the
+/// `io_uring_recvmsg_out` header, the sender's address and the largest UDP
+/// payload, so no datagram is cut short.
+const DGRAM_BUF_COUNT: u16 = 32;
+const DGRAM_BUF_SIZE: usize = 65_536 + 256;
+const DGRAM_GROUP: u16 = 1;
 
 /// Received chunks a multishot receive holds unread before it is stopped
 /// (cancelled), so a reader that does not read cannot take every buffer;
@@ -197,13 +207,23 @@ struct Multi {
     /// The reader let go (or the driver is closing): the entry is freed
     /// once nothing is in flight.
     released: bool,
+    /// A datagram socket's receive (`RECVMSG`, the datagram ring): the
+    /// message header the kernel reads (and, for a plain receive, writes
+    /// the sender into). Datagrams are read one at a time, and an error is
+    /// one item of the queue, not the end.
+    dgram: Option<Box<MsgParts>>,
 }
 
 enum Chunk {
-    /// Buffer `bid` of the ring, `len` bytes.
+    /// Buffer `bid` of the ring, `len` bytes (for a datagram: the
+    /// `io_uring_recvmsg_out` header, the sender, the payload).
     Ring(u16, usize),
     /// A plain receive's own buffer.
     Owned(Vec<u8>),
+    /// A plain datagram receive's datagram and sender.
+    Dgram(Vec<u8>, Option<std::net::SocketAddr>),
+    /// A datagram receive that failed (a negative errno).
+    Failed(i32),
 }
 
 enum MultiState {
@@ -229,6 +249,10 @@ struct BufRing {
     tail: u16,
     /// How many buffers (a power of two: `BUF_COUNT`, fewer in tests).
     count: u16,
+    /// The size of each.
+    size: usize,
+    /// Its buffer group id.
+    group: u16,
 }
 
 impl BufRing {
@@ -237,24 +261,27 @@ impl BufRing {
         Layout::from_size_align(len.max(4096), 4096).expect("a valid layout")
     }
 
-    fn mem_layout(count: u16) -> Layout {
-        Layout::from_size_align(usize::from(count) * BUF_SIZE, 4096).expect("a valid layout")
+    fn mem_layout(count: u16, size: usize) -> Layout {
+        Layout::from_size_align(usize::from(count) * size, 4096).expect("a valid layout")
     }
 
-    /// Allocates a ring of `count` buffers (a power of two), registers it
-    /// and provides every buffer.
-    fn new(uring: &IoUring, count: u16) -> io::Result<BufRing> {
+    /// Allocates a ring of `count` buffers (a power of two) of `size`
+    /// bytes, registers it as buffer group `group` and provides every
+    /// buffer.
+    fn new(uring: &IoUring, count: u16, size: usize, group: u16) -> io::Result<BufRing> {
         debug_assert!(count.is_power_of_two());
         // SAFETY: both layouts have a non-zero size.
         let ring =
             unsafe { alloc_zeroed(BufRing::ring_layout(count)) }.cast::<types::BufRingEntry>();
         // SAFETY: as above.
-        let mem = unsafe { alloc_zeroed(BufRing::mem_layout(count)) };
+        let mem = unsafe { alloc_zeroed(BufRing::mem_layout(count, size)) };
         let mut b = BufRing {
             ring,
             mem,
             tail: 0,
             count,
+            size,
+            group,
         };
         if ring.is_null() || mem.is_null() {
             return Err(io::ErrorKind::OutOfMemory.into());
@@ -265,7 +292,7 @@ impl BufRing {
         unsafe {
             uring
                 .submitter()
-                .register_buf_ring_with_flags(ring as u64, count, BUF_GROUP, 0)?;
+                .register_buf_ring_with_flags(ring as u64, count, group, 0)?;
         }
         for bid in 0..count {
             b.provide(bid);
@@ -282,8 +309,8 @@ impl BufRing {
         // filled); the setters write its address, length and id, never the
         // tail field the first descriptor shares.
         let e = unsafe { &mut *self.ring.add(slot) };
-        e.set_addr(self.mem as u64 + u64::from(bid) * BUF_SIZE as u64);
-        e.set_len(BUF_SIZE as u32);
+        e.set_addr(self.mem as u64 + u64::from(bid) * self.size as u64);
+        e.set_len(clamp_len(self.size));
         e.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: the tail is the aligned u16 the first descriptor holds,
@@ -295,11 +322,11 @@ impl BufRing {
 
     /// The first `len` bytes of buffer `bid`.
     fn data(&self, bid: u16, len: usize) -> &[u8] {
-        debug_assert!(bid < self.count && len <= BUF_SIZE);
-        // SAFETY: the kernel wrote `len` bytes (at most BUF_SIZE) into
+        debug_assert!(bid < self.count && len <= self.size);
+        // SAFETY: the kernel wrote `len` bytes (at most the size) into
         // buffer `bid` and handed it over in a completion: it does not touch
         // it again until `provide` gives it back, which needs `&mut self`.
-        unsafe { std::slice::from_raw_parts(self.mem.add(usize::from(bid) * BUF_SIZE), len) }
+        unsafe { std::slice::from_raw_parts(self.mem.add(usize::from(bid) * self.size), len) }
     }
 }
 
@@ -312,7 +339,7 @@ impl Drop for BufRing {
                 dealloc(self.ring.cast(), BufRing::ring_layout(self.count));
             }
             if !self.mem.is_null() {
-                dealloc(self.mem, BufRing::mem_layout(self.count));
+                dealloc(self.mem, BufRing::mem_layout(self.count, self.size));
             }
         }
     }
@@ -406,6 +433,10 @@ pub(crate) struct Driver {
     bufs: Option<BufRing>,
     /// The buffer ring's size (`BUF_COUNT`; tests make it small).
     buf_count: u16,
+    /// As `multishot` / `bufs` / `buf_count`, for datagram sockets.
+    dgram_multishot: Option<bool>,
+    dbufs: Option<BufRing>,
+    dgram_buf_count: u16,
     closed: bool,
 }
 
@@ -454,6 +485,9 @@ impl Driver {
             multishot: None,
             bufs: None,
             buf_count: BUF_COUNT,
+            dgram_multishot: None,
+            dbufs: None,
+            dgram_buf_count: DGRAM_BUF_COUNT,
             closed: false,
         };
         d.arm_wake(Box::new([0; 8]))?;
@@ -999,31 +1033,71 @@ impl Driver {
         let wanted = self.poll_first
             && !self.closed
             && std::env::var(MULTISHOT_ENV).map_or(true, |v| v.trim() != "0");
-        let on = wanted
-            && match BufRing::new(&self.ring, self.buf_count) {
-                Ok(b) => {
-                    self.bufs = Some(b);
-                    true
-                }
-                Err(e) => {
-                    log::debug!(target: "aioloop", "io_uring: no provided-buffer ring ({e}); one RECV per stream read");
-                    false
-                }
-            };
+        if wanted {
+            self.bufs = self.buf_ring(self.buf_count, BUF_SIZE, BUF_GROUP);
+        }
+        let on = self.bufs.is_some();
         self.multishot = Some(on);
         on
+    }
+
+    /// A provided-buffer ring (see [`BufRing::new`]), or `None` (said at
+    /// debug level) when the kernel refuses it: receives then go one by one.
+    fn buf_ring(&self, count: u16, size: usize, group: u16) -> Option<BufRing> {
+        BufRing::new(&self.ring, count, size, group)
+            .map_err(|e| {
+                log::debug!(target: "aioloop", "io_uring: no provided-buffer ring {group} ({e}); one receive per read");
+            })
+            .ok()
+    }
+
+    /// Whether datagram receives use multishot `RECVMSG`s: as
+    /// [`recv_multishot`](Driver::recv_multishot), with the datagram ring.
+    pub(crate) fn dgram_multishot(&mut self) -> bool {
+        if let Some(on) = self.dgram_multishot {
+            return on;
+        }
+        if self.recv_multishot() {
+            self.dbufs = self.buf_ring(self.dgram_buf_count, DGRAM_BUF_SIZE, DGRAM_GROUP);
+        }
+        let on = self.dbufs.is_some();
+        self.dgram_multishot = Some(on);
+        on
+    }
+
+    /// The buffer ring of a stream's (`false`) or a datagram socket's
+    /// receives.
+    fn ring_for(&mut self, dgram: bool) -> Option<&mut BufRing> {
+        if dgram {
+            self.dbufs.as_mut()
+        } else {
+            self.bufs.as_mut()
+        }
     }
 
     /// Arms a multishot receive on stream `fd`; its data (and its end) is
     /// reported as readable events with `token` and read with
     /// [`read_multi`](Driver::read_multi). Needs [`recv_multishot`](Driver::recv_multishot).
     pub(crate) fn submit_recv_multi(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.start_multi(fd, token, false)
+    }
+
+    /// Like [`submit_recv_multi`](Driver::submit_recv_multi) for datagram
+    /// socket `fd` (read with [`read_dgram`](Driver::read_dgram)). Needs
+    /// [`dgram_multishot`](Driver::dgram_multishot).
+    pub(crate) fn submit_recv_dgram_multi(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.start_multi(fd, token, true)
+    }
+
+    fn start_multi(&mut self, fd: RawFd, token: usize, dgram: bool) -> io::Result<usize> {
         if self.closed {
             return Err(closed());
         }
-        if self.bufs.is_none() {
+        if self.ring_for(dgram).is_none() {
             return Err(io::ErrorKind::Unsupported.into());
         }
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        let parts = dgram.then(|| Box::new(unsafe { std::mem::zeroed::<MsgParts>() }));
         let key = self.ops.insert(Op {
             kind: OpKind::Multi(Multi {
                 token,
@@ -1033,6 +1107,7 @@ impl Driver {
                 state: MultiState::Idle,
                 end: None,
                 released: false,
+                dgram: parts,
             }),
             cancelled: false,
         });
@@ -1047,7 +1122,7 @@ impl Driver {
     /// into a buffer of its own.
     fn arm_multi(&mut self, key: usize, plain: bool) -> io::Result<()> {
         let buf = if plain {
-            Some(self.buffer(BUF_SIZE))
+            Some(self.buffer(BUF_SIZE.max(DATAGRAM_CAP)))
         } else {
             None
         };
@@ -1056,27 +1131,45 @@ impl Driver {
         let OpKind::Multi(m) = &mut op.kind else {
             unreachable!("a multishot key")
         };
-        let entry = match buf {
-            Some(mut b) => {
-                let entry = opcode::Recv::new(types::Fd(m.fd), b.as_mut_ptr(), clamp_len(BUF_SIZE))
-                    .build()
-                    .user_data(key as u64);
+        let fd = types::Fd(m.fd);
+        let entry = match (buf, m.dgram.as_deref_mut()) {
+            (Some(mut b), None) => {
+                let entry = opcode::Recv::new(fd, b.as_mut_ptr(), clamp_len(BUF_SIZE)).build();
                 m.state = MultiState::Plain(b);
                 entry
             }
-            None => {
-                m.state = MultiState::Armed;
-                opcode::RecvMulti::new(types::Fd(m.fd), BUF_GROUP)
-                    .build()
-                    .user_data(key as u64)
+            (Some(mut b), Some(parts)) => {
+                parts.iov.iov_base = b.as_mut_ptr().cast();
+                parts.iov.iov_len = b.capacity();
+                parts.hdr.msg_name = std::ptr::addr_of_mut!(parts.addr).cast();
+                parts.hdr.msg_namelen = STORAGE_LEN;
+                parts.hdr.msg_iov = std::ptr::addr_of_mut!(parts.iov);
+                parts.hdr.msg_iovlen = 1;
+                m.state = MultiState::Plain(b);
+                opcode::RecvMsg::new(fd, std::ptr::addr_of_mut!(parts.hdr)).build()
             }
-        };
+            (None, None) => {
+                m.state = MultiState::Armed;
+                opcode::RecvMulti::new(fd, BUF_GROUP).build()
+            }
+            (None, Some(parts)) => {
+                // The header only sizes what each buffer starts with: the
+                // sender (`STORAGE_LEN`), no control data; the data itself
+                // goes into ring buffers.
+                parts.hdr = dgram_template();
+                m.state = MultiState::Armed;
+                opcode::RecvMsgMulti::new(fd, std::ptr::addr_of!(parts.hdr), DGRAM_GROUP).build()
+            }
+        }
+        .user_data(key as u64);
         // SAFETY: a multishot receive writes only into ring buffers, which
         // the driver keeps until `close` reaped every operation and
         // unregistered the ring; a plain one writes into the buffer held in
         // `MultiState::Plain` of the entry `key`, kept until its completion
-        // (moving the `Vec` does not move its heap buffer). The kernel takes
-        // its own reference to the socket.
+        // (moving the `Vec` does not move its heap buffer). A datagram
+        // receive's header, iovec and address are boxed in the entry, which
+        // lives until its last completion. The kernel takes its own
+        // reference to the socket.
         let res = unsafe { self.push(&entry) };
         if res.is_err() {
             if let OpKind::Multi(m) = &mut self.ops[key].kind {
@@ -1097,17 +1190,36 @@ impl Driver {
         let mut starved = false;
         match std::mem::replace(&mut m.state, MultiState::Idle) {
             MultiState::Plain(mut b) => {
-                if res > 0 {
-                    // SAFETY: the kernel wrote `res` bytes (at most the
-                    // capacity passed) at the start of the buffer.
-                    unsafe { b.set_len(res as usize) };
-                    m.chunks.push_back(Chunk::Owned(b));
-                    news = true;
-                } else {
-                    self.pool.push(b);
-                    if res != -libc::EAGAIN && res != -libc::EINTR && res != -libc::ECANCELED {
-                        m.end = Some(res);
+                let retry = res == -libc::EAGAIN || res == -libc::EINTR || res == -libc::ECANCELED;
+                match m.dgram.as_deref() {
+                    // A datagram may be empty.
+                    Some(parts) if res >= 0 => {
+                        // SAFETY: the kernel wrote `res` bytes (at most the
+                        // capacity passed) at the start of the buffer.
+                        unsafe { b.set_len(res as usize) };
+                        let from = sockaddr(&parts.addr, parts.hdr.msg_namelen);
+                        m.chunks.push_back(Chunk::Dgram(b, from));
                         news = true;
+                    }
+                    Some(_) => {
+                        self.pool.push(b);
+                        if !retry {
+                            m.chunks.push_back(Chunk::Failed(res));
+                            news = true;
+                        }
+                    }
+                    None if res > 0 => {
+                        // SAFETY: as above.
+                        unsafe { b.set_len(res as usize) };
+                        m.chunks.push_back(Chunk::Owned(b));
+                        news = true;
+                    }
+                    None => {
+                        self.pool.push(b);
+                        if !retry {
+                            m.end = Some(res);
+                            news = true;
+                        }
                     }
                 }
             }
@@ -1116,13 +1228,14 @@ impl Driver {
                 if more {
                     m.state = state;
                 }
+                let dgram = m.dgram.is_some();
                 match cqueue::buffer_select(flags) {
                     Some(bid) if res > 0 => {
                         m.chunks.push_back(Chunk::Ring(bid, res as usize));
                         news = true;
                     }
                     Some(bid) => {
-                        if let Some(b) = self.bufs.as_mut() {
+                        if let Some(b) = self.ring_for(dgram) {
                             b.provide(bid);
                         }
                     }
@@ -1135,7 +1248,13 @@ impl Driver {
                     match res {
                         r if r == -libc::ENOBUFS => starved = true,
                         r if r == -libc::ECANCELED || r == -libc::EAGAIN || r == -libc::EINTR => {}
-                        r if r <= 0 => {
+                        // A datagram socket's error (an ICMP one) is for
+                        // one receive; the socket goes on.
+                        r if r < 0 && dgram => {
+                            m.chunks.push_back(Chunk::Failed(r));
+                            news = true;
+                        }
+                        r if r <= 0 && !dgram => {
                             m.end = Some(r);
                             news = true;
                         }
@@ -1211,7 +1330,8 @@ impl Driver {
                     Some(b) => b.data(*bid, *len),
                     None => &[],
                 },
-                Chunk::Owned(v) => &v[..],
+                Chunk::Owned(v) | Chunk::Dgram(v, _) => &v[..],
+                Chunk::Failed(_) => &[],
             };
             let k = (buf.len() - n).min(data.len() - m.pos);
             buf[n..n + k].copy_from_slice(&data[m.pos..m.pos + k]);
@@ -1253,18 +1373,89 @@ impl Driver {
         }
     }
 
+    /// The next datagram multishot receive `key` brought: copied into
+    /// `buf` (the rest of a longer one is dropped, as `recv_from` does)
+    /// with its sender, or a receive's error; re-arms a stopped receive
+    /// once the reader caught up.
+    pub(crate) fn read_dgram(&mut self, key: usize, buf: &mut [u8]) -> DgramRead {
+        let Some(Op {
+            kind: OpKind::Multi(m),
+            ..
+        }) = self.ops.get_mut(key)
+        else {
+            return DgramRead::Failed(-libc::EBADF);
+        };
+        let got = match m.chunks.pop_front() {
+            None => DgramRead::Pending,
+            Some(Chunk::Failed(e)) => DgramRead::Failed(e),
+            Some(Chunk::Dgram(v, from)) => {
+                let n = buf.len().min(v.len());
+                buf[..n].copy_from_slice(&v[..n]);
+                if self.pool.len() < 64 {
+                    self.pool.push(v);
+                }
+                DgramRead::Data(n, from)
+            }
+            Some(Chunk::Owned(_)) => DgramRead::Failed(-libc::EINVAL),
+            Some(Chunk::Ring(bid, len)) => {
+                let got = match self.dbufs.as_ref() {
+                    Some(ring) => {
+                        let hdr = dgram_template();
+                        match types::RecvMsgOut::parse(ring.data(bid, len), &hdr) {
+                            Ok(msg) => {
+                                let data = msg.payload_data();
+                                let n = buf.len().min(data.len());
+                                buf[..n].copy_from_slice(&data[..n]);
+                                DgramRead::Data(n, sockaddr_bytes(msg.name_data()))
+                            }
+                            Err(()) => DgramRead::Failed(-libc::EINVAL),
+                        }
+                    }
+                    None => DgramRead::Failed(-libc::EINVAL),
+                };
+                if let Some(ring) = self.dbufs.as_mut() {
+                    ring.provide(bid);
+                }
+                got
+            }
+        };
+        if let Some(Op {
+            kind: OpKind::Multi(m),
+            ..
+        }) = self.ops.get(key)
+        {
+            if matches!(m.state, MultiState::Idle) && m.chunks.len() < MULTI_CAP / 2 {
+                // Stopped for a slow reader (or after an error): arm
+                // again; a failure to is this receive's error.
+                if let Err(e) = self.arm_multi(key, false) {
+                    if let Some(Op {
+                        kind: OpKind::Multi(m),
+                        ..
+                    }) = self.ops.get_mut(key)
+                    {
+                        m.chunks
+                            .push_back(Chunk::Failed(-e.raw_os_error().unwrap_or(libc::EIO)));
+                    }
+                }
+            }
+        }
+        got
+    }
+
     /// Frees multishot entry `key` (nothing in flight), giving its unread
     /// ring buffers back.
     fn free_multi(&mut self, key: usize) {
         if let OpKind::Multi(m) = self.ops.remove(key).kind {
+            let dgram = m.dgram.is_some();
             for chunk in m.chunks {
                 match chunk {
                     Chunk::Ring(bid, _) => {
-                        if let Some(b) = self.bufs.as_mut() {
+                        if let Some(b) = self.ring_for(dgram) {
                             b.provide(bid);
                         }
                     }
-                    Chunk::Owned(v) => self.recycle(v),
+                    Chunk::Owned(v) | Chunk::Dgram(v, _) => self.recycle(v),
+                    Chunk::Failed(_) => {}
                 }
             }
         }
@@ -1677,12 +1868,15 @@ impl Driver {
             );
             std::mem::forget(std::mem::take(&mut self.ops));
             std::mem::forget(self.bufs.take());
-        } else if let Some(bufs) = self.bufs.take() {
+            std::mem::forget(self.dbufs.take());
+        } else {
             // Nothing can pick a buffer any more: let the kernel go of the
-            // ring, then free it (leaked if the kernel refuses).
-            match self.ring.submitter().unregister_buf_ring(BUF_GROUP) {
-                Ok(()) => drop(bufs),
-                Err(_) => std::mem::forget(bufs),
+            // rings, then free them (leaked if the kernel refuses).
+            for bufs in [self.bufs.take(), self.dbufs.take()].into_iter().flatten() {
+                match self.ring.submitter().unregister_buf_ring(bufs.group) {
+                    Ok(()) => drop(bufs),
+                    Err(_) => std::mem::forget(bufs),
+                }
             }
         }
     }
@@ -1726,6 +1920,40 @@ fn sockaddr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<std::
         }
         _ => None,
     }
+}
+
+/// The size of a `sockaddr_storage`, as the kernel takes it.
+const STORAGE_LEN: libc::socklen_t =
+    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
+/// A plain datagram receive's buffer: the largest UDP payload fits.
+const DATAGRAM_CAP: usize = 65_536;
+
+/// The message header of a multishot `RECVMSG`: room for the sender, no
+/// control data (each ring buffer starts with what this sizes).
+fn dgram_template() -> libc::msghdr {
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_namelen = STORAGE_LEN;
+    hdr
+}
+
+/// The IP address in `name` (a sockaddr the kernel wrote, maybe short).
+fn sockaddr_bytes(name: &[u8]) -> Option<std::net::SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let n = name
+        .len()
+        .min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: `n` bytes fit in `storage`, which the copy does not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            std::ptr::addr_of_mut!(storage).cast::<u8>(),
+            n,
+        );
+    }
+    sockaddr(&storage, n as libc::socklen_t)
 }
 
 /// Writes `addr` into `out` as the kernel wants it; returns its length.
@@ -1910,7 +2138,8 @@ mod tests {
             .iter()
             .map(|c| match c {
                 Chunk::Ring(_, n) => *n,
-                Chunk::Owned(v) => v.len(),
+                Chunk::Owned(v) | Chunk::Dgram(v, _) => v.len(),
+                Chunk::Failed(_) => 0,
             })
             .sum();
         assert!(held <= usize::from(BUF_COUNT) * BUF_SIZE);
@@ -1958,6 +2187,67 @@ mod tests {
         d.release(b);
         d.close();
         assert!(d.ops.is_empty() && d.bufs.is_none());
+    }
+
+    fn udp_pair() -> (std::net::UdpSocket, std::net::UdpSocket) {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    /// Reads one datagram through multishot receive `key`.
+    fn read_one(d: &mut Driver, key: usize) -> (Vec<u8>, std::net::SocketAddr) {
+        let mut buf = vec![0; 70_000];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match d.read_dgram(key, &mut buf) {
+                DgramRead::Data(n, Some(from)) => return (buf[..n].to_vec(), from),
+                DgramRead::Pending if Instant::now() < deadline => poll(d),
+                DgramRead::Data(_, None) => panic!("no sender address"),
+                DgramRead::Failed(e) => panic!("receive failed: {e}"),
+                DgramRead::Pending => panic!("no datagram within 20 s"),
+            }
+        }
+    }
+
+    /// Datagrams through the datagram ring: whole (a 60 000-byte one is
+    /// larger than a stream buffer), in order, with their sender; a reader
+    /// that does not read holds at most the ring and its receive stops;
+    /// with the ring exhausted, a second socket's receive falls back to a
+    /// plain RECVMSG.
+    #[test]
+    fn datagrams_through_the_ring_are_whole_bounded_and_never_starved() {
+        let mut d = driver(BUF_COUNT);
+        d.dgram_buf_count = 4;
+        assert!(d.dgram_multishot());
+        let (tx, rx) = udp_pair();
+        let to = rx.local_addr().unwrap();
+        let key = d.submit_recv_dgram_multi(rx.as_raw_fd(), 1).unwrap();
+        let big = payload(60_000);
+        tx.send_to(&big, to).unwrap();
+        assert_eq!(read_one(&mut d, key), (big, tx.local_addr().unwrap()));
+        for i in 0..20u8 {
+            tx.send_to(&[i; 3], to).unwrap();
+        }
+        for _ in 0..20 {
+            poll(&mut d);
+        }
+        let m = multi(&d, key);
+        assert_eq!(m.chunks.len(), 4, "the reader holds the whole ring");
+        assert!(!matches!(m.state, MultiState::Armed), "still armed");
+        // The ring is empty now: another socket still gets its datagram.
+        let (tx2, rx2) = udp_pair();
+        let key2 = d.submit_recv_dgram_multi(rx2.as_raw_fd(), 2).unwrap();
+        tx2.send_to(b"other", rx2.local_addr().unwrap()).unwrap();
+        assert_eq!(read_one(&mut d, key2).0, b"other");
+        for i in 0..20u8 {
+            assert_eq!(read_one(&mut d, key).0, [i; 3], "datagram {i}");
+        }
+        d.release(key);
+        d.release(key2);
+        d.close();
+        assert!(d.ops.is_empty() && d.dbufs.is_none());
     }
 
     /// Releasing a receive that holds buffers gives them back to the ring
