@@ -424,6 +424,11 @@ pub(crate) struct Driver {
     cqes: Vec<(u64, i32, u32)>,
     /// Spare transfer buffers.
     pool: Vec<Vec<u8>>,
+    /// Spare datagram message parts (each datagram send needs one). Boxed
+    /// as the operations hold them (the kernel has their address): kept to
+    /// reuse the allocation.
+    #[allow(clippy::vec_box)]
+    spare_msgs: Vec<Box<MsgParts>>,
     /// The kernel knows `RECV_POLL_FIRST` (it has `SEND_ZC`, Linux 6.0).
     poll_first: bool,
     /// Multishot receives: `Some(true)` once the buffer ring is set up,
@@ -481,6 +486,7 @@ impl Driver {
             notifier: Arc::new(Notifier::new()?),
             cqes: Vec::with_capacity(64),
             pool: Vec::new(),
+            spare_msgs: Vec::new(),
             poll_first,
             multishot: None,
             bufs: None,
@@ -766,9 +772,8 @@ impl Driver {
         buf: Vec<u8>,
         ahead: bool,
     ) -> io::Result<usize> {
-        // SAFETY: all-zero is a valid value of these plain C structs.
-        let mut parts: Box<MsgParts> = Box::new(unsafe { std::mem::zeroed() });
-        parts.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let mut parts = self.msg_parts();
+        parts.hdr.msg_namelen = STORAGE_LEN;
         self.start_msg(fd, token, false, buf, parts, ahead)
     }
 
@@ -795,13 +800,26 @@ impl Driver {
         buf: Vec<u8>,
         to: Option<std::net::SocketAddr>,
     ) -> io::Result<usize> {
-        // SAFETY: all-zero is a valid value of these plain C structs.
-        let mut parts: Box<MsgParts> = Box::new(unsafe { std::mem::zeroed() });
+        let mut parts = self.msg_parts();
         parts.hdr.msg_namelen = match to {
             Some(to) => write_sockaddr(to, &mut parts.addr),
             None => 0,
         };
         self.start_msg(fd, token, true, buf, parts, false)
+    }
+
+    /// Zeroed message parts (a spare one from a collected datagram send,
+    /// or a new one).
+    fn msg_parts(&mut self) -> Box<MsgParts> {
+        match self.spare_msgs.pop() {
+            Some(mut parts) => {
+                // SAFETY: all-zero is a valid value of these plain C structs.
+                *parts = unsafe { std::mem::zeroed() };
+                parts
+            }
+            // SAFETY: as above.
+            None => Box::new(unsafe { std::mem::zeroed() }),
+        }
     }
 
     fn start_msg(
@@ -990,7 +1008,12 @@ impl Driver {
             _ => return None,
         }
         match self.ops.remove(key).kind {
-            OpKind::Transfer(t) => Some((t.result.unwrap_or(-libc::EIO), t.buf)),
+            OpKind::Transfer(t) => {
+                if let Some(parts) = t.msg.filter(|_| self.spare_msgs.len() < 64) {
+                    self.spare_msgs.push(parts);
+                }
+                Some((t.result.unwrap_or(-libc::EIO), t.buf))
+            }
             _ => None,
         }
     }
