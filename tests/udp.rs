@@ -322,3 +322,139 @@ fn socket_made_with_bind_on_works_on_that_loop() {
     drop((a, b));
     lp.close().unwrap();
 }
+
+/// A datagram larger than UDP allows fails at once on every backend (a
+/// completion backend checks it before queueing), naming the destination;
+/// the socket keeps working.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_oversized_datagram_fails_at_once() {
+    aioloop::run(async {
+        let s = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+        let to = s.local_addr().unwrap();
+        let err = s.send_to(&vec![0; 65_508], to).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(
+            err.io_error().unwrap().raw_os_error(),
+            Some(libc_emsgsize())
+        );
+        assert!(err.to_string().contains(&to.to_string()), "{err}");
+        assert_eq!(s.send_to(&vec![1; 65_507], to).await.unwrap(), 65_507);
+        let mut buf = vec![0; 70_000];
+        let (n, _) = aioloop::timeout(LIMIT, s.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 65_507);
+    })
+    .unwrap();
+}
+
+/// EMSGSIZE on Linux.
+#[cfg(target_os = "linux")]
+fn libc_emsgsize() -> i32 {
+    90
+}
+
+/// A datagram the kernel refuses while sending it (port 0: EINVAL) is
+/// reported: by its own send on a readiness backend, by the next send on
+/// io_uring (which sends in the background), naming the refused
+/// destination either way. The error is reported once; later sends work.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_send_the_kernel_refuses_is_reported() {
+    aioloop::run(async {
+        let s = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+        let good = s.local_addr().unwrap();
+        let bad = addr("127.0.0.1:0");
+        let first = s.send_to(b"nowhere", bad).await;
+        aioloop::sleep(Duration::from_millis(1)).await;
+        let second = s.send_to(b"here", good).await;
+        // The send that reports the error sends nothing: one datagram
+        // ("here") arrived if the refused send failed itself.
+        let (err, expect) = match (first, second) {
+            (Err(e), Ok(_)) => (e, 2),
+            (Ok(_), Err(e)) => (e, 1),
+            other => panic!("exactly one of the sends must fail: {other:?}"),
+        };
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(
+            err.io_error().unwrap().kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{err}"
+        );
+        assert!(err.to_string().contains("127.0.0.1:0"), "{err}");
+        s.send_to(b"again", good).await.unwrap();
+        let mut buf = [0; 16];
+        let mut got = Vec::new();
+        while got.len() < expect {
+            let n = aioloop::timeout(LIMIT, s.recv(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got.last().unwrap(), b"again", "{got:?}");
+    })
+    .unwrap();
+}
+
+/// Datagrams accepted by `send_to` are sent even when the socket is dropped
+/// right after (a completion backend still had them queued).
+#[test]
+fn datagrams_sent_just_before_a_drop_arrive() {
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(LIMIT)).unwrap();
+    let to = rx.local_addr().unwrap();
+    aioloop::run(async move {
+        let tx = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+        for i in 0..10u8 {
+            tx.send_to(&[i], to).await.unwrap();
+        }
+        drop(tx);
+    })
+    .unwrap();
+    let mut seen = HashSet::new();
+    let mut buf = [0; 4];
+    while seen.len() < 10 {
+        let n = rx.recv(&mut buf).expect("a datagram sent before the drop");
+        assert_eq!(n, 1);
+        seen.insert(buf[0]);
+    }
+}
+
+/// A sender that never yields: past the datagrams a completion backend
+/// keeps in flight, `send_to` waits for one to complete instead of
+/// queueing without bound, and every datagram still goes out.
+#[test]
+fn a_burst_of_sends_without_yielding_all_arrive() {
+    const COUNT: usize = 200;
+    aioloop::run(async {
+        let rx = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+        let tx = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+        let to = rx.local_addr().unwrap();
+        for i in 0..COUNT {
+            let n = tx.send_to(&(i as u16).to_be_bytes(), to).await.unwrap();
+            assert_eq!(n, 2);
+        }
+        let mut seen = HashSet::new();
+        let mut buf = [0; 4];
+        while seen.len() < COUNT {
+            let n = aioloop::timeout(LIMIT, rx.recv(&mut buf))
+                .await
+                .expect("a datagram of the burst was lost")
+                .unwrap();
+            assert_eq!(n, 2);
+            assert!(seen.insert(u16::from_be_bytes([buf[0], buf[1]])));
+        }
+    })
+    .unwrap();
+}
+
+/// Every test above again with io_uring's multishot receives off (one
+/// `RECVMSG` per datagram, as on kernels before 6.0).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_same_tests_pass_without_multishot_receives() {
+    util::rerun_without_multishot("the_same_tests_pass_without_multishot_receives");
+}

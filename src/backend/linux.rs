@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::proactor::{self, uring};
 use super::selector;
-use super::{Backend, Event, Interest};
+use super::{Backend, DgramRead, Event, Interest, MultiRead};
 
 /// The backend `Backend::Auto` picks on Linux: the proactor when io_uring
 /// is usable, else the selector (said once through the log).
@@ -163,8 +163,9 @@ impl Driver {
         fd: RawFd,
         token: usize,
         buf: Vec<u8>,
+        ahead: bool,
     ) -> io::Result<usize> {
-        self.uring()?.submit_recv(fd, token, buf)
+        self.uring()?.submit_recv(fd, token, buf, ahead)
     }
 
     pub(crate) fn submit_recv_msg(
@@ -172,8 +173,9 @@ impl Driver {
         fd: RawFd,
         token: usize,
         buf: Vec<u8>,
+        ahead: bool,
     ) -> io::Result<usize> {
-        self.uring()?.submit_recv_msg(fd, token, buf)
+        self.uring()?.submit_recv_msg(fd, token, buf, ahead)
     }
 
     pub(crate) fn take_from(
@@ -191,6 +193,16 @@ impl Driver {
         shut_after: bool,
     ) -> io::Result<usize> {
         self.uring()?.submit_send(fd, token, buf, shut_after)
+    }
+
+    pub(crate) fn submit_send_to(
+        &mut self,
+        fd: RawFd,
+        token: usize,
+        buf: Vec<u8>,
+        to: Option<std::net::SocketAddr>,
+    ) -> io::Result<usize> {
+        self.uring()?.submit_send_to(fd, token, buf, to)
     }
 
     pub(crate) fn take(&mut self, op: usize) -> Option<(i32, Vec<u8>)> {
@@ -211,6 +223,36 @@ impl Driver {
         op: usize,
     ) -> Option<io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
         self.uring().ok()?.take_accept(op)
+    }
+
+    pub(crate) fn recv_multishot(&mut self) -> bool {
+        self.uring().is_ok_and(|d| d.recv_multishot())
+    }
+
+    pub(crate) fn submit_recv_multi(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.uring()?.submit_recv_multi(fd, token)
+    }
+
+    pub(crate) fn read_multi(&mut self, op: usize, buf: &mut [u8]) -> MultiRead {
+        match self.uring() {
+            Ok(d) => d.read_multi(op, buf),
+            Err(_) => MultiRead::End(-libc::EBADF),
+        }
+    }
+
+    pub(crate) fn dgram_multishot(&mut self) -> bool {
+        self.uring().is_ok_and(|d| d.dgram_multishot())
+    }
+
+    pub(crate) fn submit_recv_dgram_multi(&mut self, fd: RawFd, token: usize) -> io::Result<usize> {
+        self.uring()?.submit_recv_dgram_multi(fd, token)
+    }
+
+    pub(crate) fn read_dgram(&mut self, op: usize, buf: &mut [u8]) -> DgramRead {
+        match self.uring() {
+            Ok(d) => d.read_dgram(op, buf),
+            Err(_) => DgramRead::Failed(-libc::EBADF),
+        }
     }
 
     pub(crate) fn quiet_source(&mut self, fd: RawFd) {

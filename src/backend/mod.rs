@@ -42,9 +42,10 @@
 //!     fn completions(&self) -> bool
 //!     fn buffer(&mut self, cap) -> Vec<u8>        a pooled, empty buffer
 //!     fn recycle(&mut self, Vec<u8>)              gives one back
-//!     fn submit_recv(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!     fn submit_recv(&mut self, fd, token, Vec<u8>, ahead) -> io::Result<OpKey>
 //!         Receives up to the buffer's capacity into it. The buffer now
-//!         belongs to the operation.
+//!         belongs to the operation. `ahead`: a read-ahead on a socket just
+//!         drained (the driver may wait for data before trying).
 //!     fn submit_send(&mut self, fd, token, Vec<u8>, shut_after) -> io::Result<OpKey>
 //!         Sends all of the buffer (the driver continues short sends), then
 //!         shuts the write side down if asked.
@@ -56,13 +57,31 @@
 //!         None while in flight. Each completion is also reported by `poll`
 //!         as an event with the transfer's token (readable for a receive,
 //!         writable for a send), so the usual readiness wake-ups apply.
-//!     fn submit_recv_msg(&mut self, fd, token, Vec<u8>) -> io::Result<OpKey>
+//!     fn submit_recv_msg(&mut self, fd, token, Vec<u8>, ahead) -> io::Result<OpKey>
 //!     fn take_from(&mut self, OpKey) -> Option<(i32, Vec<u8>, Option<SocketAddr>)>
 //!         One datagram (`RECVMSG`) and its sender.
+//!     fn submit_send_to(&mut self, fd, token, Vec<u8>, Option<SocketAddr>) -> io::Result<OpKey>
+//!         Sends the buffer as one datagram (`SENDMSG`) to the address (the
+//!         connected peer if None); collected with `take`, reported as a
+//!         writable event. A released one still goes out.
 //!     fn submit_accept(&mut self, fd, token) -> io::Result<OpKey>
 //!     fn take_accept(&mut self, OpKey) -> Option<io::Result<(TcpStream, SocketAddr)>>
 //!         One connection (`ACCEPT`, non-blocking, close-on-exec). A
 //!         connection accepted after its listener let go is closed.
+//!     fn recv_multishot(&mut self) -> bool
+//!     fn submit_recv_multi(&mut self, fd, token) -> io::Result<OpKey>
+//!     fn read_multi(&mut self, OpKey, &mut [u8]) -> MultiRead
+//!         A stream receive that stays armed (io_uring's multishot RECV
+//!         into a provided-buffer ring, when `recv_multishot()`): its data
+//!         is queued in the driver (a bounded number of buffers per socket)
+//!         and copied out by `read_multi` (Data / Pending / End), reported
+//!         as readable events. `release` stops it.
+//!     fn dgram_multishot(&mut self) -> bool
+//!     fn submit_recv_dgram_multi(&mut self, fd, token) -> io::Result<OpKey>
+//!     fn read_dgram(&mut self, OpKey, &mut [u8]) -> DgramRead
+//!         The same for a datagram socket (multishot RECVMSG into a ring of
+//!         64 KiB buffers): one datagram and its sender per read, errors
+//!         queued in order (the socket goes on after one).
 //!     fn quiet_source(&mut self, fd)
 //!         The object's transfers all complete through the driver now (a
 //!         stream): its readiness poll, which would double their events,
@@ -159,6 +178,31 @@ use std::sync::OnceLock;
 
 use crate::{Error, ErrorKind};
 
+/// What a multishot stream receive had for a reader
+/// (`Driver::read_multi`, io_uring only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) enum MultiRead {
+    /// Bytes copied into the caller's buffer.
+    Data(usize),
+    /// Nothing yet: a readable event comes with the next data.
+    Pending,
+    /// The end: 0 for EOF, or a negative errno.
+    End(i32),
+}
+
+/// What a multishot datagram receive had for a reader
+/// (`Driver::read_dgram`, io_uring only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) enum DgramRead {
+    /// A datagram: its length as copied (cut to the caller's buffer) and
+    /// its sender (`None` when that is not an IP address).
+    Data(usize, Option<std::net::SocketAddr>),
+    /// Nothing yet: a readable event comes with the next datagram.
+    Pending,
+    /// A receive failed (a negative errno); the socket goes on.
+    Failed(i32),
+}
+
 /// The loop-level completion calls (`completions`, `submit_*`, `take*`…)
 /// for a driver that runs no transfers for the loop: `completions()` is
 /// false, so the loop never calls the others (they fail cleanly if it did).
@@ -181,6 +225,7 @@ macro_rules! no_loop_completions {
                 _: i32,
                 _: usize,
                 _: Vec<u8>,
+                _: bool,
             ) -> std::io::Result<usize> {
                 Err(std::io::ErrorKind::Unsupported.into())
             }
@@ -193,6 +238,15 @@ macro_rules! no_loop_completions {
             ) -> std::io::Result<usize> {
                 Err(std::io::ErrorKind::Unsupported.into())
             }
+            pub(crate) fn submit_send_to(
+                &mut self,
+                _: i32,
+                _: usize,
+                _: Vec<u8>,
+                _: Option<std::net::SocketAddr>,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
             pub(crate) fn take(&mut self, _: usize) -> Option<(i32, Vec<u8>)> {
                 None
             }
@@ -201,6 +255,7 @@ macro_rules! no_loop_completions {
                 _: i32,
                 _: usize,
                 _: Vec<u8>,
+                _: bool,
             ) -> std::io::Result<usize> {
                 Err(std::io::ErrorKind::Unsupported.into())
             }
@@ -221,6 +276,36 @@ macro_rules! no_loop_completions {
                 _: usize,
             ) -> Option<std::io::Result<(std::net::TcpStream, std::net::SocketAddr)>> {
                 None
+            }
+            pub(crate) fn recv_multishot(&mut self) -> bool {
+                false
+            }
+            pub(crate) fn submit_recv_multi(&mut self, _: i32, _: usize) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn read_multi(
+                &mut self,
+                _: usize,
+                _: &mut [u8],
+            ) -> $crate::backend::MultiRead {
+                $crate::backend::MultiRead::End(0)
+            }
+            pub(crate) fn dgram_multishot(&mut self) -> bool {
+                false
+            }
+            pub(crate) fn submit_recv_dgram_multi(
+                &mut self,
+                _: i32,
+                _: usize,
+            ) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::Unsupported.into())
+            }
+            pub(crate) fn read_dgram(
+                &mut self,
+                _: usize,
+                _: &mut [u8],
+            ) -> $crate::backend::DgramRead {
+                $crate::backend::DgramRead::Pending
             }
             pub(crate) fn quiet_source(&mut self, _: i32) {}
             pub(crate) fn release(&mut self, _: usize) {}

@@ -15,7 +15,7 @@ use slab::Slab;
 use super::handle::Callback;
 use super::EventLoop;
 use crate::backend::sys::{self, net::Source};
-use crate::backend::Event;
+use crate::backend::{DgramRead, Event, MultiRead};
 use crate::Error;
 
 /// The errnos a completion reports that mean "try again" / a failed write
@@ -23,6 +23,8 @@ use crate::Error;
 const EAGAIN: i32 = 11;
 const EINTR: i32 = 4;
 const EPIPE: i32 = 32;
+const EMSGSIZE: i32 = 90;
+const EAFNOSUPPORT: i32 = 97;
 
 /// Tokens of registered sources carry this bit (readiness callbacks on raw
 /// fds use small slab keys; the notifier uses `usize::MAX`).
@@ -64,6 +66,8 @@ pub(crate) struct SourceState {
 struct Flow {
     /// The receive in flight (or completed, not yet collected).
     read_op: Option<usize>,
+    /// A stream's multishot receive (when the backend has them).
+    multi: Option<usize>,
     /// Received bytes not yet handed out: `stash[pos..]`.
     stash: Vec<u8>,
     pos: usize,
@@ -77,11 +81,25 @@ struct Flow {
     write_err: Option<i32>,
     /// `shutdown(Write)` was asked for: writes fail with EPIPE.
     shut: bool,
+    /// Datagram sends in flight (or completed, not yet collected): the
+    /// operation, the datagram's length and its destination.
+    dgram_sends: Vec<(usize, usize, Option<std::net::SocketAddr>)>,
+    /// The first datagram send that failed since the last send was
+    /// accepted: its errno and destination, reported by the next send.
+    dgram_err: Option<(i32, Option<std::net::SocketAddr>)>,
 }
 
 /// The largest UDP payload (65535 − 8 − 20): a datagram receive asks for
 /// this much, so nothing is cut short before the caller's own buffer does.
 const DATAGRAM_MAX: usize = 65_507;
+/// The largest UDP payload over IPv6 (65535 − 8).
+const DATAGRAM_MAX_V6: usize = 65_527;
+
+/// Datagram sends a socket may have in flight on a completion backend, in
+/// number and in bytes, before a send waits (`WouldBlock`) for one of them
+/// to complete: about what a socket's default send buffer holds.
+const DGRAM_SENDS: usize = 64;
+const DGRAM_SEND_BYTES: usize = 256 * 1024;
 
 /// How much a receive asks for at most / at least.
 const RECV_MAX: usize = 64 * 1024;
@@ -358,8 +376,11 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
+        let flow = Registration::completion_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
+        if flow.read_op.is_none() && flow.pos == flow.stash.len() && driver.recv_multishot() {
+            return Registration::read_multi(flow, fd, token, &mut driver, buf);
+        }
         loop {
             if flow.pos < flow.stash.len() {
                 let n = buf.len().min(flow.stash.len() - flow.pos);
@@ -370,7 +391,7 @@ impl Registration {
                     // comes (a short read clears the readiness).
                     let cap = buf.len().clamp(RECV_MIN, RECV_MAX);
                     let b = driver.buffer(cap);
-                    flow.read_op = driver.submit_recv(fd, token, b).ok();
+                    flow.read_op = driver.submit_recv(fd, token, b, true).ok();
                 }
                 return Ok(n);
             }
@@ -402,8 +423,45 @@ impl Registration {
                 None => {
                     let cap = buf.len().clamp(RECV_MIN, RECV_MAX);
                     let b = driver.buffer(cap);
-                    flow.read_op = Some(driver.submit_recv(fd, token, b)?);
+                    flow.read_op = Some(driver.submit_recv(fd, token, b, false)?);
                     return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+        }
+    }
+
+    /// [`read_with`](Registration::read_with) with a multishot receive: it
+    /// stays armed, and the driver queues what it brings (a bounded number
+    /// of buffers) until it is read.
+    fn read_multi(
+        flow: &mut Flow,
+        fd: i32,
+        token: usize,
+        driver: &mut crate::backend::Driver,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        if let Some(errno) = flow.read_err.take() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if flow.eof || buf.is_empty() {
+            return Ok(0);
+        }
+        let op = match flow.multi {
+            Some(op) => op,
+            None => *flow.multi.insert(driver.submit_recv_multi(fd, token)?),
+        };
+        match driver.read_multi(op, buf) {
+            MultiRead::Data(n) => Ok(n),
+            MultiRead::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            MultiRead::End(res) => {
+                flow.multi = None;
+                driver.release(op);
+                match -res {
+                    0 => {
+                        flow.eof = true;
+                        Ok(0)
+                    }
+                    errno => Err(io::Error::from_raw_os_error(errno)),
                 }
             }
         }
@@ -423,51 +481,149 @@ impl Registration {
         if !inner.driver.borrow().completions() {
             return direct(buf);
         }
+        self.with_flow(true, |flow, fd, token, driver| {
+            if flow.read_op.is_none() && driver.dgram_multishot() {
+                // One multishot RECVMSG stays armed; the driver queues
+                // what it brings.
+                let op = match flow.multi {
+                    Some(op) => op,
+                    None => *flow
+                        .multi
+                        .insert(driver.submit_recv_dgram_multi(fd, token)?),
+                };
+                return match driver.read_dgram(op, buf) {
+                    DgramRead::Data(n, Some(from)) => Ok((n, from)),
+                    DgramRead::Data(_, None) => Err(not_ip()),
+                    DgramRead::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                    DgramRead::Failed(res) => Err(io::Error::from_raw_os_error(-res)),
+                };
+            }
+            let mut got = None;
+            if let Some(op) = flow.read_op {
+                match driver.take_from(op) {
+                    None => return Err(io::ErrorKind::WouldBlock.into()),
+                    Some((res, data, from)) => {
+                        flow.read_op = None;
+                        got = Some((res, data, from));
+                    }
+                }
+            }
+            // Keep one receive in flight (read ahead), so the next datagram
+            // comes with an event.
+            let b = driver.buffer(DATAGRAM_MAX);
+            flow.read_op = Some(driver.submit_recv_msg(fd, token, b, got.is_some())?);
+            let Some((res, data, from)) = got else {
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
+            let out = if res < 0 {
+                Err(io::Error::from_raw_os_error(-res))
+            } else {
+                let n = buf.len().min(data.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                from.map(|from| (n, from)).ok_or_else(not_ip)
+            };
+            driver.recycle(data);
+            out
+        })
+    }
+
+    /// A non-blocking datagram send of `buf` to `to` (the connected peer
+    /// when `None`) from a socket of the family `v6` says: `Ok(len)` or
+    /// `WouldBlock`. A readiness backend runs `direct` (the syscall); a
+    /// completion backend copies the datagram into a buffer it owns, sends
+    /// it in the background (`SENDMSG`, submitted with the loop's next
+    /// `io_uring_enter`) and returns at once. What the kernel would refuse
+    /// before sending (a datagram too large, an IPv6 address on an IPv4
+    /// socket) fails here; an error the kernel reports for a datagram in
+    /// flight is returned by the next send, naming that datagram's
+    /// destination. At most [`DGRAM_SENDS`] datagrams (and
+    /// [`DGRAM_SEND_BYTES`]) are in flight; past that the send waits for a
+    /// completion (a writable event), as a full socket buffer would make it.
+    pub(crate) fn send_to_with(
+        &self,
+        buf: &[u8],
+        to: Option<std::net::SocketAddr>,
+        v6: bool,
+        direct: impl FnOnce(&[u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let inner = &self.lp.inner;
+        if !inner.driver.borrow().completions() {
+            return direct(buf);
+        }
+        if to.is_some_and(|a| a.is_ipv6()) && !v6 {
+            return Err(io::Error::from_raw_os_error(EAFNOSUPPORT));
+        }
+        if buf.len() > if v6 { DATAGRAM_MAX_V6 } else { DATAGRAM_MAX } {
+            return Err(io::Error::from_raw_os_error(EMSGSIZE));
+        }
+        self.with_flow(true, |flow, fd, token, driver| {
+            let Flow {
+                dgram_sends,
+                dgram_err,
+                in_flight,
+                ..
+            } = flow;
+            dgram_sends.retain(|&(op, len, dest)| {
+                let Some((res, b)) = driver.take(op) else {
+                    return true;
+                };
+                driver.recycle(b);
+                *in_flight -= len;
+                if res < 0 && dgram_err.is_none() {
+                    *dgram_err = Some((-res, dest));
+                }
+                false
+            });
+            if let Some((errno, dest)) = dgram_err.take() {
+                let e = io::Error::from_raw_os_error(errno);
+                let what = match dest {
+                    Some(a) => format!("an earlier datagram (to {a}) could not be sent: {e}"),
+                    None => format!("an earlier datagram could not be sent: {e}"),
+                };
+                return Err(io::Error::new(e.kind(), what));
+            }
+            if dgram_sends.len() >= DGRAM_SENDS || *in_flight + buf.len() > DGRAM_SEND_BYTES {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut b = driver.buffer(buf.len());
+            b.extend_from_slice(buf);
+            let op = driver.submit_send_to(fd, token, b, to)?;
+            dgram_sends.push((op, buf.len(), to));
+            *in_flight += buf.len();
+            Ok(buf.len())
+        })
+    }
+
+    /// Runs `f` on this object's transfer state (made on first use) with
+    /// its fd, its token and the driver. `quiet`: all the object's
+    /// transfers complete through the driver (a datagram socket), so its
+    /// readiness poll goes (see `completion_flow`): every datagram sent or
+    /// received woke it.
+    fn with_flow<R>(
+        &self,
+        quiet: bool,
+        f: impl FnOnce(&mut Flow, i32, usize, &mut crate::backend::Driver) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let inner = &self.lp.inner;
         let mut sources = inner.sources.borrow_mut();
         let Some(s) = sources.entries.get_mut(self.key) else {
             return Err(io::Error::other(Error::closed()));
         };
         let fd = s.fd;
-        let token = self.key | SOURCE_TOKEN;
-        let flow = s.flow.get_or_insert_with(Box::default);
         let mut driver = inner.driver.borrow_mut();
-        let mut got = None;
-        if let Some(op) = flow.read_op {
-            match driver.take_from(op) {
-                None => return Err(io::ErrorKind::WouldBlock.into()),
-                Some((res, data, from)) => {
-                    flow.read_op = None;
-                    got = Some((res, data, from));
-                }
-            }
-        }
-        // Keep one receive in flight (read ahead), so the next datagram
-        // comes with an event.
-        let b = driver.buffer(DATAGRAM_MAX);
-        flow.read_op = Some(driver.submit_recv_msg(fd, token, b)?);
-        let Some((res, data, from)) = got else {
-            return Err(io::ErrorKind::WouldBlock.into());
-        };
-        let out = if res < 0 {
-            Err(io::Error::from_raw_os_error(-res))
+        let flow = if quiet {
+            Registration::completion_flow(s, &mut driver)
         } else {
-            let n = buf.len().min(data.len());
-            buf[..n].copy_from_slice(&data[..n]);
-            match from {
-                Some(from) => Ok((n, from)),
-                None => Err(io::Error::other(
-                    "a datagram arrived from an address that is not an IP address",
-                )),
-            }
+            s.flow.get_or_insert_with(Box::default)
         };
-        driver.recycle(data);
-        out
+        f(flow, fd, self.key | SOURCE_TOKEN, &mut driver)
     }
 
-    /// The stream's transfer state, made on first use; from then on its
-    /// transfers' completions are its events, so the backend drops the
-    /// readiness poll that would only double them.
-    fn stream_flow<'a>(
+    /// The transfer state of an object whose transfers all complete
+    /// through the backend (a stream, a datagram socket), made on first use;
+    /// from then on its transfers' completions are its events, so the
+    /// backend drops the readiness poll that would only double them.
+    fn completion_flow<'a>(
         s: &'a mut SourceState,
         driver: &mut crate::backend::Driver,
     ) -> &'a mut Flow {
@@ -491,31 +647,25 @@ impl Registration {
         if !inner.driver.borrow().completions() {
             return direct();
         }
-        let mut sources = inner.sources.borrow_mut();
-        let Some(s) = sources.entries.get_mut(self.key) else {
-            return Err(io::Error::other(Error::closed()));
-        };
-        let fd = s.fd;
-        let token = self.key | SOURCE_TOKEN;
-        let flow = s.flow.get_or_insert_with(Box::default);
-        let mut driver = inner.driver.borrow_mut();
-        let got = match flow.read_op {
-            Some(op) => match driver.take_accept(op) {
-                None => return Err(io::ErrorKind::WouldBlock.into()),
-                Some(r) => {
-                    flow.read_op = None;
-                    Some(r)
+        self.with_flow(false, |flow, fd, token, driver| {
+            let got = match flow.read_op {
+                Some(op) => match driver.take_accept(op) {
+                    None => return Err(io::ErrorKind::WouldBlock.into()),
+                    Some(r) => {
+                        flow.read_op = None;
+                        Some(r)
+                    }
+                },
+                None => None,
+            };
+            match got {
+                Some(r) => r.map(|(sock, peer)| (wrap(sock), peer)),
+                None => {
+                    flow.read_op = Some(driver.submit_accept(fd, token)?);
+                    Err(io::ErrorKind::WouldBlock.into())
                 }
-            },
-            None => None,
-        };
-        match got {
-            Some(r) => r.map(|(sock, peer)| (wrap(sock), peer)),
-            None => {
-                flow.read_op = Some(driver.submit_accept(fd, token)?);
-                Err(io::ErrorKind::WouldBlock.into())
             }
-        }
+        })
     }
 
     /// Collects a finished send of `flow`, recording its error.
@@ -550,7 +700,7 @@ impl Registration {
         };
         let fd = s.fd;
         let token = self.key | SOURCE_TOKEN;
-        let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
+        let flow = Registration::completion_flow(s, &mut inner.driver.borrow_mut());
         let mut driver = inner.driver.borrow_mut();
         Registration::collect_send(flow, &mut driver);
         if let Some(errno) = flow.write_err {
@@ -630,7 +780,7 @@ impl Registration {
         {
             let mut sources = inner.sources.borrow_mut();
             if let Some(s) = sources.entries.get_mut(self.key) {
-                let flow = Registration::stream_flow(s, &mut inner.driver.borrow_mut());
+                let flow = Registration::completion_flow(s, &mut inner.driver.borrow_mut());
                 let mut driver = inner.driver.borrow_mut();
                 Registration::collect_send(flow, &mut driver);
                 flow.shut = true;
@@ -673,10 +823,14 @@ impl Registration {
             .and_then(|s| s.flow.take());
         if let Some(flow) = flow {
             let mut driver = inner.driver.borrow_mut();
-            if let Some(op) = flow.read_op {
+            for op in flow.read_op.into_iter().chain(flow.multi) {
                 driver.release(op);
             }
-            if let Some(op) = flow.write_op {
+            for op in flow
+                .write_op
+                .into_iter()
+                .chain(flow.dgram_sends.iter().map(|&(op, ..)| op))
+            {
                 if discard {
                     driver.cancel_transfer(op);
                 } else {
@@ -692,4 +846,10 @@ impl Registration {
         }
         drop(state);
     }
+}
+
+/// A datagram's sender was not an IP address (on an IP socket: never
+/// expected).
+fn not_ip() -> io::Error {
+    io::Error::other("a datagram arrived from an address that is not an IP address")
 }

@@ -2040,6 +2040,8 @@ struct Dgram {
     st: RefCell<DgramState>,
     slot: Rc<Slot<dyn DatagramProtocol>>,
     remote: Option<SocketAddr>,
+    /// The socket is IPv6.
+    v6: bool,
 }
 
 impl Dgram {
@@ -2053,11 +2055,20 @@ impl Dgram {
         }
     }
 
+    /// Sends one datagram now (a completion backend queues it in its own
+    /// buffer: see `Registration::send_to_with`).
     fn send_now(&self, data: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
-        let io = self.io.borrow();
-        match to {
-            Some(addr) if self.remote.is_none() => io.send_to(data, addr),
-            _ => io.send(data),
+        let to = to.filter(|_| self.remote.is_none());
+        let direct = |data: &[u8]| {
+            let io = self.io.borrow();
+            match to {
+                Some(addr) => io.send_to(data, addr),
+                None => io.send(data),
+            }
+        };
+        match self.reg.borrow().as_ref() {
+            Some(reg) => reg.send_to_with(data, to, self.v6, direct),
+            None => direct(data),
         }
     }
 
@@ -2589,6 +2600,7 @@ impl EventLoop {
                     low: DEFAULT_HIGH_WATER / 4,
                 }),
                 slot: Rc::new(Slot::new(proto.clone() as Rc<RefCell<dyn DatagramProtocol>>)),
+                v6: bind.is_ipv6(),
                 remote: remote_addr,
             });
             let h = d.clone();
@@ -2688,6 +2700,10 @@ mod tests {
             assert_eq!(t.get_write_buffer_size(), 0);
             crate::yield_now().await;
             assert_eq!((p.borrow().paused, p.borrow().resumed), (1, 1));
+            // io_uring sends what it accepted with the loop's next
+            // `io_uring_enter`: let the loop poll before blocking on the
+            // peer.
+            crate::sleep(Duration::from_millis(1)).await;
             let mut buf = [0u8; 2000];
             peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             assert_eq!(peer.recv(&mut buf).unwrap(), 1000);

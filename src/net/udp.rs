@@ -43,6 +43,8 @@ const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 pub struct UdpSocket {
     io: sys::UdpSocket,
     reg: Registration,
+    /// Bound to an IPv6 address.
+    v6: bool,
 }
 
 impl UdpSocket {
@@ -91,7 +93,11 @@ impl UdpSocket {
         let mut io = sys::UdpSocket::bind(addr)
             .map_err(|e| Error::io(format_args!("binding a UDP socket to {addr}"), e))?;
         let reg = Registration::new(lp, &mut io)?;
-        Ok(UdpSocket { io, reg })
+        Ok(UdpSocket {
+            io,
+            reg,
+            v6: addr.is_ipv6(),
+        })
     }
 
     /// The address the socket is bound to.
@@ -170,7 +176,10 @@ impl UdpSocket {
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) when the datagram cannot be
     /// sent (too large, unreachable, wrong address family, or an error
     /// queued by an earlier datagram); [`ErrorKind::Closed`](crate::ErrorKind::Closed) when the loop
-    /// was closed.
+    /// was closed. On io_uring the datagram is copied and sent in the
+    /// background: an error the kernel reports while sending it is returned
+    /// by the next send instead (which then sends nothing), its message
+    /// naming the earlier datagram's destination.
     ///
     /// # Examples
     ///
@@ -205,7 +214,10 @@ impl UdpSocket {
         addr: SocketAddr,
     ) -> Poll<Result<usize, Error>> {
         self.reg
-            .poll_io(cx, Direction::Write, || self.io.send_to(buf, addr))
+            .poll_io(cx, Direction::Write, || {
+                self.reg
+                    .send_to_with(buf, Some(addr), self.v6, |b| self.io.send_to(b, addr))
+            })
             .map_err(|e| Error::io(format_args!("sending a UDP datagram to {addr}"), e))
     }
 
@@ -296,7 +308,10 @@ impl UdpSocket {
     /// ```
     pub fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, Error>> {
         self.reg
-            .poll_io(cx, Direction::Write, || self.io.send(buf))
+            .poll_io(cx, Direction::Write, || {
+                self.reg
+                    .send_to_with(buf, None, self.v6, |b| self.io.send(b))
+            })
             .map_err(|e| Error::io(self.describe_peer("sending a UDP datagram"), e))
     }
 

@@ -251,3 +251,42 @@ pub fn connection_count(native: usize) -> usize {
         native
     }
 }
+
+// ---------------------------------------------------------------------------
+// The io_uring read path without multishot receives
+
+/// Set to `0` in a child: stream reads on io_uring are one `RECV` each
+/// instead of a multishot receive (the path of kernels before 6.0).
+pub const MULTISHOT_ENV: &str = "AIOLOOP_URING_MULTISHOT";
+
+/// Runs this test binary in a child with `args` and the variable `env`
+/// set: whether it succeeded, and its output (stdout then stderr).
+pub fn run_self(args: &[&str], env: (&str, &str)) -> (bool, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Runs this test binary again in a child with multishot receives off,
+/// skipping `me` (the test calling this); a no-op inside that child. The
+/// child must pass every test.
+pub fn rerun_without_multishot(me: &str) {
+    let selector = std::env::var("AIOLOOP_BACKEND").is_ok_and(|b| b == "selector");
+    if std::env::var(MULTISHOT_ENV).is_ok() || selector {
+        return;
+    }
+    let (ok, text) = run_self(&["--skip", me, "--test-threads", "2"], (MULTISHOT_ENV, "0"));
+    assert!(ok, "with {MULTISHOT_ENV}=0 the tests failed:\n{text}");
+    assert!(
+        text.contains(" 0 failed"),
+        "the child ran its tests:\n{text}"
+    );
+}
