@@ -253,11 +253,12 @@ pub fn connection_count(native: usize) -> usize {
 }
 
 // ---------------------------------------------------------------------------
-// The io_uring read path without multishot receives
+// The io_uring paths of kernels before 6.0
 
-/// Set to `0` in a child: stream reads on io_uring are one `RECV` each
-/// instead of a multishot receive (the path of kernels before 6.0).
-pub const MULTISHOT_ENV: &str = "AIOLOOP_URING_MULTISHOT";
+/// Set to `1` in a child: io_uring keeps to what kernels before 6.0 offer
+/// (one `RECV` per stream read instead of a multishot receive, a ring
+/// without deferred task work).
+pub const LEGACY_ENV: &str = "AIOLOOP_URING_LEGACY";
 
 /// Runs this test binary in a child with `args` and the variable `env`
 /// set: whether it succeeded, and its output (stdout then stderr).
@@ -275,16 +276,16 @@ pub fn run_self(args: &[&str], env: (&str, &str)) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Runs this test binary again in a child with multishot receives off,
+/// Runs this test binary again in a child with [`LEGACY_ENV`] set,
 /// skipping `me` (the test calling this); a no-op inside that child. The
 /// child must pass every test.
-pub fn rerun_without_multishot(me: &str) {
+pub fn rerun_as_on_kernels_before_6_0(me: &str) {
     let selector = std::env::var("AIOLOOP_BACKEND").is_ok_and(|b| b == "selector");
-    if std::env::var(MULTISHOT_ENV).is_ok() || selector {
+    if std::env::var(LEGACY_ENV).is_ok() || selector {
         return;
     }
-    let (ok, text) = run_self(&["--skip", me, "--test-threads", "2"], (MULTISHOT_ENV, "0"));
-    assert!(ok, "with {MULTISHOT_ENV}=0 the tests failed:\n{text}");
+    let (ok, text) = run_self(&["--skip", me, "--test-threads", "2"], (LEGACY_ENV, "1"));
+    assert!(ok, "with {LEGACY_ENV}=1 the tests failed:\n{text}");
     assert!(
         text.contains(" 0 failed"),
         "the child ran its tests:\n{text}"
