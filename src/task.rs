@@ -93,8 +93,14 @@ impl ArcWake for TaskWaker {
     }
 }
 
-/// Where a task puts its output for its handle (shared by both).
-type OutSlot<T> = Rc<Cell<Option<Output<T>>>>;
+/// What a task shares with its handle: where the task puts its output, and
+/// the waker of whoever awaits the handle.
+struct Shared<T> {
+    out: Cell<Option<Output<T>>>,
+    awaiter: Cell<Option<Waker>>,
+}
+
+type OutSlot<T> = Rc<Shared<T>>;
 
 /// What the loop knows about one unfinished task.
 pub(crate) struct TaskEntry {
@@ -104,14 +110,12 @@ pub(crate) struct TaskEntry {
     /// The slot's waker, kept from task to task (see [`TaskWaker`]); `None`
     /// while a step runs.
     waker: Option<Arc<TaskWaker>>,
-    /// The waker of whoever awaits the handle.
-    awaiter: Option<Waker>,
+    /// The task's generation; the next vacant slot, while this one is
+    /// vacant.
     gen: u32,
     /// The sequence number of the task's own sleep, 0 for none (see the
     /// timer store in `time.rs`).
     pub(crate) sleep_seq: u32,
-    /// The next vacant slot, while this one is vacant.
-    next_free: u32,
     occupied: bool,
     pub(crate) cancel_requested: bool,
 }
@@ -121,10 +125,8 @@ impl TaskEntry {
         TaskEntry {
             cell: None,
             waker: None,
-            awaiter: None,
             gen: 0,
             sleep_seq: 0,
-            next_free: NO_SLOT,
             occupied: false,
             cancel_requested: false,
         }
@@ -145,6 +147,10 @@ pub(crate) struct TaskTable {
     slots: Vec<TaskEntry>,
     /// The first vacant slot.
     free: u32,
+    /// Occupied slots: unfinished tasks.
+    live: usize,
+    /// The generation of the latest task (tells a slot's tasks apart).
+    last_gen: u32,
 }
 
 impl Default for TaskTable {
@@ -152,6 +158,8 @@ impl Default for TaskTable {
         TaskTable {
             slots: Vec::new(),
             free: NO_SLOT,
+            live: 0,
+            last_gen: 0,
         }
     }
 }
@@ -177,39 +185,52 @@ impl TaskTable {
             .filter(|(_, e)| e.occupied)
     }
 
-    /// A vacant slot, made live (its fields are the caller's to fill in).
+    /// Puts the task `make(key)` in a vacant slot; returns its key and
+    /// generation.
     #[inline]
-    fn occupy(&mut self) -> usize {
-        if self.free == NO_SLOT {
+    fn insert_with(&mut self, make: impl FnOnce(usize) -> Pin<Box<dyn Step>>) -> (usize, u32) {
+        let key = if self.free == NO_SLOT {
             self.slots.push(TaskEntry::vacant());
-            let key = self.slots.len() - 1;
-            self.slots[key].occupied = true;
-            return key;
-        }
-        let key = self.free as usize;
+            self.slots.len() - 1
+        } else {
+            let key = self.free as usize;
+            self.free = self.slots[key].gen;
+            key
+        };
+        self.last_gen = self.last_gen.wrapping_add(1);
+        self.live += 1;
+        let cell = make(key);
         let e = &mut self.slots[key];
-        self.free = e.next_free;
         e.occupied = true;
-        key
+        e.gen = self.last_gen;
+        e.cell = Some(cell);
+        (key, self.last_gen)
     }
 
-    /// Frees slot `key` (occupied), keeping its waker; returns the
-    /// handle's waker, to be woken outside the table's borrow.
+    /// How many tasks have not finished.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Frees slot `key` (occupied), keeping its waker.
     #[inline]
-    fn vacate(&mut self, key: usize) -> Option<Waker> {
+    fn vacate(&mut self, key: usize) {
         let e = &mut self.slots[key];
         e.occupied = false;
-        e.next_free = self.free;
+        e.gen = self.free;
+        self.live -= 1;
         e.cancel_requested = false;
         e.sleep_seq = 0;
         self.free = key as u32;
-        e.awaiter.take()
     }
 
     /// A slot for tests of the timer store: no task behind it.
     #[cfg(test)]
     pub(crate) fn insert_for_test(&mut self) -> usize {
-        self.occupy()
+        let mut e = TaskEntry::vacant();
+        e.occupied = true;
+        self.slots.push(e);
+        self.slots.len() - 1
     }
 }
 
@@ -447,7 +468,12 @@ fn finish<F: Future>(
     // A handle that is gone leaves the task the only holder: the output is
     // dropped here (a failure in it reports itself).
     match slot {
-        Some(slot) if Rc::strong_count(&slot) > 1 => slot.set(Some(output)),
+        Some(slot) if Rc::strong_count(&slot) > 1 => {
+            slot.out.set(Some(output));
+            if let Some(w) = slot.awaiter.take() {
+                w.wake();
+            }
+        }
         _ => drop(output),
     }
 }
@@ -467,32 +493,31 @@ pub(crate) fn spawn<F: Future + 'static>(
     location: &'static Location<'static>,
 ) -> Task<F::Output> {
     let inner = &lp.inner;
-    let gen = inner.next_task_gen();
-    let mut tasks = inner.tasks.borrow_mut();
-    let key = tasks.occupy();
-    // 2^30 live tasks would need tens of gigabytes first.
-    let key32 = u32::try_from(key).unwrap_or(HAS_LOCATION - 1) & !TAGS;
+    let out: OutSlot<F::Output> = Rc::new(Shared {
+        out: Cell::new(None),
+        awaiter: Cell::new(None),
+    });
+    let task_out = out.clone();
     // The slot's waker is brought up to date at the task's first step:
     // until then the task is queued and nobody needs to wake it.
-    tasks.slots[key].gen = gen;
-    let mut tagged_key = key32;
-    if inner.debug.get() {
-        inner.debug_locations.borrow_mut().insert(key, location);
-        tagged_key |= HAS_LOCATION;
-    }
-    if ctx != inner.default_ctx.get() {
-        inner.task_contexts.borrow_mut().insert(key, ctx);
-        tagged_key |= OWN_CONTEXT;
-    }
-    let out: OutSlot<F::Output> = Rc::new(Cell::new(None));
-    let cell = Box::pin(Stage::Running {
-        fut,
-        key: tagged_key,
-        out: Some(out.clone()),
+    let (key, gen) = inner.tasks.borrow_mut().insert_with(|key| {
+        // 2^30 live tasks would need tens of gigabytes first.
+        let mut tagged_key = u32::try_from(key).unwrap_or(HAS_LOCATION - 1) & !TAGS;
+        if inner.debug.get() {
+            inner.debug_locations.borrow_mut().insert(key, location);
+            tagged_key |= HAS_LOCATION;
+        }
+        if ctx != inner.default_ctx.get() {
+            inner.task_contexts.borrow_mut().insert(key, ctx);
+            tagged_key |= OWN_CONTEXT;
+        }
+        Box::pin(Stage::Running {
+            fut,
+            key: tagged_key,
+            out: Some(task_out),
+        })
     });
-    tasks.slots[key].cell = Some(cell);
-    drop(tasks);
-    inner.live_tasks.set(inner.live_tasks.get() + 1);
+    let key32 = (key as u32) & !TAGS;
     if inner.is_closed() {
         // Never polls the future: ends at once with `Closed`.
         run_task(inner, key32, gen);
@@ -560,12 +585,7 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
         e.cell = cell;
         return;
     }
-    let awaiter = tasks.vacate(key as usize);
-    drop(tasks);
-    lp.live_tasks.set(lp.live_tasks.get() - 1);
-    if let Some(w) = awaiter {
-        w.wake();
-    }
+    tasks.vacate(key as usize);
 }
 
 /// Ends every unfinished task of a closing loop with `Closed`, without
@@ -761,24 +781,18 @@ impl<T> Future for Task<T> {
                 "the task's result was already taken: a Task resolves once",
             )));
         };
-        if let Some(r) = out.take() {
+        if let Some(r) = out.out.take() {
             self.out = None;
             return Poll::Ready(r.map_err(Failure::into_error));
         }
         if Rc::strong_count(out) > 1 {
-            // Still running: its entry keeps our waker.
-            if let Some(inner) = self.lp.upgrade() {
-                let mut tasks = inner.tasks.borrow_mut();
-                if let Some(e) = tasks.get_mut(self.key as usize) {
-                    if e.gen == self.gen {
-                        match &mut e.awaiter {
-                            Some(w) if w.will_wake(cx.waker()) => {}
-                            slot => *slot = Some(cx.waker().clone()),
-                        }
-                        return Poll::Pending;
-                    }
-                }
-            }
+            // Still running: it wakes the latest awaiter when it ends.
+            let w = match out.awaiter.take() {
+                Some(w) if w.will_wake(cx.waker()) => w,
+                _ => cx.waker().clone(),
+            };
+            out.awaiter.set(Some(w));
+            return Poll::Pending;
         }
         // The task was dropped unfinished: its loop was dropped, unclosed.
         self.out = None;

@@ -62,11 +62,6 @@ pub(crate) struct Inner {
     pub(crate) ready: RefCell<VecDeque<Ready>>,
     pub(crate) timers: RefCell<TimerHeap>,
     pub(crate) tasks: RefCell<TaskTable>,
-    /// How many tasks have not finished (`tasks` also holds finished ones
-    /// until their handles take their outputs).
-    pub(crate) live_tasks: Cell<usize>,
-    /// The generation of the latest task (tells a slab slot's tasks apart).
-    task_gen: Cell<u32>,
     /// The task context of tasks that do not store one (most of them).
     pub(crate) default_ctx: Cell<TaskContextId>,
     /// The contexts of the other tasks, by slab key.
@@ -116,14 +111,6 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
-    }
-
-    /// A new task's generation.
-    #[inline]
-    pub(crate) fn next_task_gen(&self) -> u32 {
-        let gen = self.task_gen.get().wrapping_add(1);
-        self.task_gen.set(gen);
-        gen
     }
 
     /// This loop's index in the thread's loop registry.
@@ -349,8 +336,6 @@ impl LoopBuilder {
             ready: RefCell::new(VecDeque::with_capacity(64)),
             timers: RefCell::new(TimerHeap::default()),
             tasks: RefCell::new(TaskTable::default()),
-            live_tasks: Cell::new(0),
-            task_gen: Cell::new(0),
             debug_locations: RefCell::new(HashMap::new()),
             current_task: Cell::new(crate::task::CurrentTask::default()),
             cancels: Cell::new(0),
@@ -653,7 +638,7 @@ impl EventLoop {
     /// tasks in the default context store none). Only while no task lives.
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn prefer_context(&self, ctx: TaskContextId) {
-        if self.inner.live_tasks.get() == 0 {
+        if self.inner.tasks.borrow().live() == 0 {
             self.inner.default_ctx.set(ctx);
         }
     }
@@ -671,7 +656,7 @@ impl EventLoop {
     /// # lp.close().unwrap();
     /// ```
     pub fn pending_tasks(&self) -> usize {
-        self.inner.live_tasks.get()
+        self.inner.tasks.borrow().live()
     }
 
     /// Asks every unfinished task to cancel (they end with
