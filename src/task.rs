@@ -1,16 +1,17 @@
 //! Tasks: [`Task`], cancellation, panics.
 //!
-//! A running task is its future in a [`Stage`], boxed as a [`Step`] trait
-//! object that its loop owns through the task's entry in the task table
-//! ([`TaskEntry`]), with the task's waker, its cancel flag, its join
-//! handle's waker and the sleep the task itself waits on. The task and its
-//! handle share an [`OutSlot`] (typed by the output, so that taking the
-//! output needs no downcast): the task puts its output there when it ends,
-//! and its box and entry are freed at once. A task's future never leaves its
-//! loop's thread: only the waker, a small `Send + Sync` [`TaskWaker`] naming
-//! the task by key and generation, is shared, and waking it queues that key
-//! (on the ready queue when its loop runs on the waking thread, else on the
-//! loop's remote queue). So the whole module is safe code.
+//! A task is one allocation, a [`TaskCell`] behind an `Rc`: its future in a
+//! [`Stage`], and the part it shares with its handle ([`Shared`]: the
+//! output, the handle's waker, the task's state). The loop holds the cell as
+//! a [`Step`] trait object in the task's entry of the task table
+//! ([`TaskEntry`], with the task's waker, its cancel flag and the sleep the
+//! task itself waits on) until the task ends; the handle holds it typed by
+//! the output, so that taking the output is a plain field access. A task's
+//! future never leaves its loop's thread: only the waker, a small
+//! `Send + Sync` [`TaskWaker`] naming the task by key and generation, is
+//! shared, and waking it queues that key (on the ready queue when its loop
+//! runs on the waking thread, else on the loop's remote queue). The only
+//! `unsafe` is in `task_cell` (pinning the future inside the `Rc`).
 //!
 //! A task's waker is made once per slot of the task table and reused by the
 //! slot's next task while nobody else holds a clone; a waker some other code
@@ -36,6 +37,7 @@ use std::task::{Context, Poll, RawWakerVTable, Waker};
 use futures::task::{waker_ref, ArcWake};
 
 use crate::event_loop::{ExceptionContext, Inner, Ready, Remote};
+use crate::task_cell::TaskCell;
 use crate::time::SleepTarget;
 use crate::{Error, ErrorKind, EventLoop, TaskContextId};
 
@@ -93,20 +95,41 @@ impl ArcWake for TaskWaker {
     }
 }
 
-/// What a task shares with its handle: where the task puts its output, and
-/// the waker of whoever awaits the handle.
-struct Shared<T> {
+/// What a task shares with its handle: where the task puts its output, the
+/// waker of whoever awaits the handle, and how far the task got.
+pub(crate) struct Shared<T> {
     out: Cell<Option<Output<T>>>,
     awaiter: Cell<Option<Waker>>,
+    state: Cell<State>,
 }
 
-type OutSlot<T> = Rc<Shared<T>>;
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Running, and the handle is gone: the output is dropped at the end.
+    Detached,
+    /// Finished: the output is in `out` until the handle takes it.
+    Done,
+    /// Dropped unfinished with its loop (which was never closed).
+    Gone,
+}
+
+/// Anything: the future part of a task as its handle sees it (erased).
+trait Erased {}
+
+impl<T: ?Sized> Erased for T {}
+
+/// A task as its loop's table keeps it (erased behind [`Step`]).
+type TaskOf<F> = TaskCell<Shared<<F as Future>::Output>, Stage<F>>;
+
+/// A task as its handle keeps it: typed by the output.
+type Joined<T> = Pin<Rc<TaskCell<Shared<T>, dyn Erased>>>;
 
 /// What the loop knows about one unfinished task.
 pub(crate) struct TaskEntry {
     /// The task itself; `None` while one of its steps runs (the runner
     /// holds it) or after a trap abandoned that step (wasm32).
-    cell: Option<Pin<Box<dyn Step>>>,
+    cell: Option<Pin<Rc<dyn Step>>>,
     /// The slot's waker, kept from task to task (see [`TaskWaker`]); `None`
     /// while a step runs.
     waker: Option<Arc<TaskWaker>>,
@@ -164,6 +187,18 @@ impl Default for TaskTable {
     }
 }
 
+impl Drop for TaskTable {
+    fn drop(&mut self) {
+        // A loop dropped without being closed: its unfinished tasks go with
+        // it, and their handles say so rather than wait forever.
+        for (_, e) in self.iter_mut() {
+            if let Some(cell) = &e.cell {
+                cell.as_ref().abandon();
+            }
+        }
+    }
+}
+
 impl TaskTable {
     /// The task in slot `key`, if the slot is occupied.
     #[inline]
@@ -188,7 +223,7 @@ impl TaskTable {
     /// Puts the task `make(key)` in a vacant slot; returns its key and
     /// generation.
     #[inline]
-    fn insert_with(&mut self, make: impl FnOnce(usize) -> Pin<Box<dyn Step>>) -> (usize, u32) {
+    fn insert_with(&mut self, make: impl FnOnce(usize) -> Pin<Rc<dyn Step>>) -> (usize, u32) {
         let key = if self.free == NO_SLOT {
             self.slots.push(TaskEntry::vacant());
             self.slots.len() - 1
@@ -331,94 +366,96 @@ pin_project_lite::pin_project! {
             fut: F,
             // The task's key, plus the OWN_CONTEXT / HAS_LOCATION tags.
             key: u32,
-            // `None` once the handle is gone (a detached task).
-            out: Option<OutSlot<F::Output>>,
         },
         Done,
     }
 }
 
-/// A task with its output type erased, as its loop's slab keeps it.
+/// A task with its output type erased, as its loop's table keeps it.
 trait Step {
     /// Runs one step: polls the future once, unless the task was cancelled
     /// or its loop closed, which end it without polling. Returns `true` once
-    /// the task has finished (its output is with its handle, or dropped):
-    /// The task is handed back while it has not finished; it is freed here
-    /// once it has.
-    fn step(
-        self: Pin<Box<Self>>,
-        lp: &Rc<Inner>,
-        cx: &mut Context<'_>,
-    ) -> Option<Pin<Box<dyn Step>>>;
+    /// the task has finished (its output is with its handle, or dropped).
+    fn step(self: Pin<&Self>, lp: &Rc<Inner>, cx: &mut Context<'_>) -> bool;
 
-    /// The handle is gone: let go of the output slot.
-    fn detach(self: Pin<&mut Self>);
+    /// The task is dropped unfinished with its loop: tell the handle.
+    fn abandon(self: Pin<&Self>);
 }
 
-impl<F: Future + 'static> Step for Stage<F> {
-    fn step(
-        mut self: Pin<Box<Self>>,
-        lp: &Rc<Inner>,
-        cx: &mut Context<'_>,
-    ) -> Option<Pin<Box<dyn Step>>> {
-        let StageProj::Running {
-            fut, key: tagged, ..
-        } = self.as_mut().project()
-        else {
-            return None;
-        };
-        let tagged = *tagged;
-        let key = slab_key(tagged);
-        if lp.is_closed() {
-            // Run once more by `close()` only to end with an output.
-            finish(self.as_mut(), lp, tagged, Err(closed_before_done()));
-            return None;
-        }
-        let ctx = if tagged & OWN_CONTEXT == 0 {
-            lp.default_ctx.get()
-        } else {
-            lp.task_contexts.borrow()[&key]
-        };
-        let _ctx = crate::context::enter_task_context(ctx);
-        // The task's entry is read only while some cancellation is pending
-        // anywhere in the loop: the common step touches no slab memory.
-        let cancelled = |lp: &Inner| {
-            lp.cancels.get() > 0
-                && lp
-                    .tasks
-                    .borrow()
-                    .get(key)
-                    .is_some_and(|e| e.cancel_requested)
-        };
-        if cancelled(lp) {
-            finish(self.as_mut(), lp, tagged, Err(Error::cancelled()));
-            return None;
-        }
-        lp.current_task.set(CurrentTask {
-            key: key as u32,
-            data: cx.waker().data(),
-            vtable: cx.waker().vtable(),
-        });
-        let result = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            // A cancel requested while this step ran wins, as in asyncio.
-            Ok(Poll::Ready(_)) | Ok(Poll::Pending) if cancelled(lp) => Err(Error::cancelled()),
-            Ok(Poll::Ready(v)) => Ok(v),
-            Ok(Poll::Pending) => return Some(self),
-            Err(payload) => {
-                let err = Error::from_panic("a task", &*payload);
-                drop(payload);
-                Err(err)
-            }
-        };
-        finish(self.as_mut(), lp, tagged, result);
-        None
+impl<F: Future + 'static> Step for TaskOf<F> {
+    fn step(self: Pin<&Self>, lp: &Rc<Inner>, cx: &mut Context<'_>) -> bool {
+        let shared = self.get_ref().shared();
+        // A step never reaches its own task's stage again: `None` cannot
+        // happen (it would leave the task queued for nothing).
+        self.with_stage(|stage| step_stage(stage, shared, lp, cx))
+            .unwrap_or(false)
     }
 
-    fn detach(self: Pin<&mut Self>) {
-        if let StageProj::Running { out, .. } = self.project() {
-            *out = None;
+    fn abandon(self: Pin<&Self>) {
+        let shared = self.get_ref().shared();
+        if matches!(shared.state.get(), State::Running | State::Detached) {
+            shared.state.set(State::Gone);
+            if let Some(w) = shared.awaiter.take() {
+                w.wake();
+            }
         }
     }
+}
+
+fn step_stage<F: Future>(
+    mut stage: Pin<&mut Stage<F>>,
+    shared: &Shared<F::Output>,
+    lp: &Rc<Inner>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let StageProj::Running { fut, key: tagged } = stage.as_mut().project() else {
+        return true;
+    };
+    let tagged = *tagged;
+    let key = slab_key(tagged);
+    if lp.is_closed() {
+        // Run once more by `close()` only to end with an output.
+        finish(stage, shared, lp, tagged, Err(closed_before_done()));
+        return true;
+    }
+    let ctx = if tagged & OWN_CONTEXT == 0 {
+        lp.default_ctx.get()
+    } else {
+        lp.task_contexts.borrow()[&key]
+    };
+    let _ctx = crate::context::enter_task_context(ctx);
+    // The task's entry is read only while some cancellation is pending
+    // anywhere in the loop: the common step touches no slab memory.
+    let cancelled = |lp: &Inner| {
+        lp.cancels.get() > 0
+            && lp
+                .tasks
+                .borrow()
+                .get(key)
+                .is_some_and(|e| e.cancel_requested)
+    };
+    if cancelled(lp) {
+        finish(stage, shared, lp, tagged, Err(Error::cancelled()));
+        return true;
+    }
+    lp.current_task.set(CurrentTask {
+        key: key as u32,
+        data: cx.waker().data(),
+        vtable: cx.waker().vtable(),
+    });
+    let result = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        // A cancel requested while this step ran wins, as in asyncio.
+        Ok(Poll::Ready(_)) | Ok(Poll::Pending) if cancelled(lp) => Err(Error::cancelled()),
+        Ok(Poll::Ready(v)) => Ok(v),
+        Ok(Poll::Pending) => return false,
+        Err(payload) => {
+            let err = Error::from_panic("a task", &*payload);
+            drop(payload);
+            Err(err)
+        }
+    };
+    finish(stage, shared, lp, tagged, result);
+    true
 }
 
 /// Drops the task's future (containing a panic in its destructor), forgets
@@ -426,15 +463,12 @@ impl<F: Future + 'static> Step for Stage<F> {
 /// (or drops it, when the handle is gone).
 fn finish<F: Future>(
     mut stage: Pin<&mut Stage<F>>,
+    shared: &Shared<F::Output>,
     lp: &Rc<Inner>,
     tagged_key: u32,
     mut result: Result<F::Output, Error>,
 ) {
     let key = slab_key(tagged_key);
-    let slot = match stage.as_mut().project() {
-        StageProj::Running { out, .. } => out.take(),
-        StageProj::Done => None,
-    };
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done))) {
         let err = Error::from_panic("dropping a task's future", &*p);
         result = Err(err);
@@ -465,16 +499,17 @@ fn finish<F: Future>(
             lp: lp.clone(),
         }
     });
-    // A handle that is gone leaves the task the only holder: the output is
-    // dropped here (a failure in it reports itself).
-    match slot {
-        Some(slot) if Rc::strong_count(&slot) > 1 => {
-            slot.out.set(Some(output));
-            if let Some(w) = slot.awaiter.take() {
-                w.wake();
-            }
+    // With its handle gone, the output is dropped here (a failure in it
+    // reports itself).
+    let detached = shared.state.get() == State::Detached;
+    shared.state.set(State::Done);
+    if detached {
+        drop(output);
+    } else {
+        shared.out.set(Some(output));
+        if let Some(w) = shared.awaiter.take() {
+            w.wake();
         }
-        _ => drop(output),
     }
 }
 
@@ -493,11 +528,7 @@ pub(crate) fn spawn<F: Future + 'static>(
     location: &'static Location<'static>,
 ) -> Task<F::Output> {
     let inner = &lp.inner;
-    let out: OutSlot<F::Output> = Rc::new(Shared {
-        out: Cell::new(None),
-        awaiter: Cell::new(None),
-    });
-    let task_out = out.clone();
+    let mut joined = None;
     // The slot's waker is brought up to date at the task's first step:
     // until then the task is queued and nobody needs to wake it.
     let (key, gen) = inner.tasks.borrow_mut().insert_with(|key| {
@@ -511,11 +542,19 @@ pub(crate) fn spawn<F: Future + 'static>(
             inner.task_contexts.borrow_mut().insert(key, ctx);
             tagged_key |= OWN_CONTEXT;
         }
-        Box::pin(Stage::Running {
-            fut,
-            key: tagged_key,
-            out: Some(task_out),
-        })
+        let cell: Pin<Rc<TaskOf<F>>> = Rc::pin(TaskCell::new(
+            Shared {
+                out: Cell::new(None),
+                awaiter: Cell::new(None),
+                state: Cell::new(State::Running),
+            },
+            Stage::Running {
+                fut,
+                key: tagged_key,
+            },
+        ));
+        joined = Some(cell.clone());
+        cell
     });
     let key32 = (key as u32) & !TAGS;
     if inner.is_closed() {
@@ -531,7 +570,7 @@ pub(crate) fn spawn<F: Future + 'static>(
         }
     }
     Task {
-        out: Some(out),
+        cell: joined.map(|c| c as Joined<F::Output>),
         lp: Rc::downgrade(inner),
         key: key32,
         gen,
@@ -570,10 +609,10 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
     // Wakes from now on queue the task again. (A swap, not a store: it
     // acquires what a waker on another thread published before waking.)
     waker.scheduled.swap(false, Ordering::AcqRel);
-    let cell = {
+    let done = {
         let w = waker_ref(&waker);
         let mut cx = Context::from_waker(&w);
-        cell.step(lp, &mut cx)
+        cell.as_ref().step(lp, &mut cx)
     };
     let mut tasks = lp.tasks.borrow_mut();
     let Some(e) = tasks.get_mut(key as usize) else {
@@ -581,11 +620,15 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
         return;
     };
     e.waker = Some(waker);
-    if cell.is_some() {
-        e.cell = cell;
+    if !done {
+        e.cell = Some(cell);
         return;
     }
     tasks.vacate(key as usize);
+    drop(tasks);
+    // The handle may hold the cell still (for the output); if not, the
+    // finished task is freed here, outside the borrow.
+    drop(cell);
 }
 
 /// Ends every unfinished task of a closing loop with `Closed`, without
@@ -633,8 +676,8 @@ pub(crate) fn close_all(lp: &Rc<Inner>) {
 /// ```
 #[must_use = "a dropped Task keeps running detached; bind it to `_task` or call `.detach()` to say so"]
 pub struct Task<T> {
-    /// Where the task puts its output; `None` once the handle took it.
-    out: Option<OutSlot<T>>,
+    /// The task; `None` once the handle took the output.
+    cell: Option<Joined<T>>,
     // Weak: a handle does not keep its loop alive.
     lp: Weak<Inner>,
     /// The task's key and generation in its loop's task table.
@@ -682,6 +725,12 @@ impl<T> Task<T> {
         true
     }
 
+    /// What the task shares with this handle, until the output is taken.
+    #[inline]
+    fn shared(&self) -> Option<&Shared<T>> {
+        self.cell.as_ref().map(|c| c.shared())
+    }
+
     /// The task's loop, while the task runs.
     fn live_loop(&self) -> Option<Rc<Inner>> {
         if self.done() {
@@ -705,10 +754,8 @@ impl<T> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn done(&self) -> bool {
-        // A running task holds the other reference to the slot.
-        self.out
-            .as_ref()
-            .is_none_or(|out| Rc::strong_count(out) == 1)
+        self.shared()
+            .is_none_or(|s| s.state.get() != State::Running)
     }
 
     /// Drops the handle on purpose: the task keeps running.
@@ -753,7 +800,7 @@ impl<T> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Error>> {
-        if self.out.is_none() || !self.done() {
+        if self.cell.is_none() || !self.done() {
             return None;
         }
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
@@ -775,27 +822,27 @@ impl<T> Future for Task<T> {
     type Output = Result<T, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
-        let Some(out) = &self.out else {
+        let Some(shared) = self.shared() else {
             return Poll::Ready(Err(Error::new(
                 ErrorKind::InvalidInput,
                 "the task's result was already taken: a Task resolves once",
             )));
         };
-        if let Some(r) = out.out.take() {
-            self.out = None;
+        if let Some(r) = shared.out.take() {
+            self.cell = None;
             return Poll::Ready(r.map_err(Failure::into_error));
         }
-        if Rc::strong_count(out) > 1 {
-            // Still running: it wakes the latest awaiter when it ends.
-            let w = match out.awaiter.take() {
+        if shared.state.get() == State::Running {
+            // It wakes the latest awaiter when it ends.
+            let w = match shared.awaiter.take() {
                 Some(w) if w.will_wake(cx.waker()) => w,
                 _ => cx.waker().clone(),
             };
-            out.awaiter.set(Some(w));
+            shared.awaiter.set(Some(w));
             return Poll::Pending;
         }
-        // The task was dropped unfinished: its loop was dropped, unclosed.
-        self.out = None;
+        // Dropped unfinished: its loop was dropped without being closed.
+        self.cell = None;
         Poll::Ready(Err(Error::new(
             ErrorKind::Closed,
             "the task's event loop was dropped before the task finished",
@@ -807,22 +854,10 @@ impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         // Detach, not cancel: the task keeps running, and drops its output
         // when it ends (a `Failure` in it reports itself). A result nobody
-        // read drops with the slot.
-        if self.done() {
-            return;
-        }
-        let Some(inner) = self.lp.upgrade() else {
-            return;
-        };
-        let Ok(mut tasks) = inner.tasks.try_borrow_mut() else {
-            return;
-        };
-        if let Some(e) = tasks.get_mut(self.key as usize) {
-            if e.gen == self.gen {
-                if let Some(cell) = &mut e.cell {
-                    // Frees the slot now rather than when the task ends.
-                    cell.as_mut().detach();
-                }
+        // read is dropped with the cell.
+        if let Some(shared) = self.shared() {
+            if shared.state.get() == State::Running {
+                shared.state.set(State::Detached);
             }
         }
     }
