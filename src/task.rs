@@ -13,10 +13,13 @@
 //! runs on the waking thread, else on the loop's remote queue). The only
 //! `unsafe` is in `task_cell` (pinning the future inside the `Rc`).
 //!
-//! A task's waker is made once per slot of the task table and reused by the
-//! slot's next task while nobody else holds a clone; a waker some other code
-//! still holds is never reused, so a stale waker never wakes another task. In
-//! a steady state a spawn allocates only the task itself.
+//! A step polls with a waker from the table's spare ones. If the future
+//! keeps a clone, that waker becomes the task's own (its entry keeps it);
+//! if not, it goes back to the spares, so a task that never hands its waker
+//! out (it waits on its own sleeps, on handles, or on nothing) keeps none,
+//! and loop-side wakes (cancel, its sleeps) queue it by key. A waker some
+//! other code still holds is never reused, so a stale waker never wakes
+//! another task. In a steady state a spawn allocates only the task itself.
 //!
 //! Every task ends with an output, even when its loop closes (it then
 //! completes with `Closed` without being polled again), so a handle never
@@ -24,7 +27,8 @@
 //! the loop's exception handler if it is dropped unread (a detached task's
 //! output is dropped as soon as the task ends).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -76,9 +80,10 @@ impl Drop for Failure {
 /// its loop from any thread. `scheduled` is set while the task is queued, so
 /// that any number of wakes queue it once.
 pub(crate) struct TaskWaker {
-    key: u32,
-    /// Changed only while the slot holds the one reference (a new task in
-    /// the slot): a waker anyone else holds keeps naming its own task.
+    /// Key and generation change only while the table holds the one
+    /// reference (a spare waker lent to a step): a waker anyone else holds
+    /// keeps naming its own task.
+    key: AtomicU32,
     gen: AtomicU32,
     scheduled: AtomicBool,
     remote: Arc<Remote>,
@@ -89,8 +94,9 @@ impl ArcWake for TaskWaker {
         if !arc_self.scheduled.load(Ordering::Acquire)
             && !arc_self.scheduled.swap(true, Ordering::AcqRel)
         {
+            let key = arc_self.key.load(Ordering::Relaxed);
             let gen = arc_self.gen.load(Ordering::Relaxed);
-            crate::event_loop::schedule_task(&arc_self.remote, arc_self.key, gen);
+            crate::event_loop::schedule_task(&arc_self.remote, key, gen);
         }
     }
 }
@@ -130,8 +136,8 @@ pub(crate) struct TaskEntry {
     /// The task itself; `None` while one of its steps runs (the runner
     /// holds it) or after a trap abandoned that step (wasm32).
     cell: Option<Pin<Rc<dyn Step>>>,
-    /// The slot's waker, kept from task to task (see [`TaskWaker`]); `None`
-    /// while a step runs.
+    /// The task's own waker, once its future kept a clone of the waker it
+    /// was polled with (taken out while a step runs).
     waker: Option<Arc<TaskWaker>>,
     /// The task's generation; the next vacant slot, while this one is
     /// vacant.
@@ -140,6 +146,8 @@ pub(crate) struct TaskEntry {
     /// timer store in `time.rs`).
     pub(crate) sleep_seq: u32,
     occupied: bool,
+    /// On the ready queue (for a task without a waker of its own).
+    queued: bool,
     pub(crate) cancel_requested: bool,
 }
 
@@ -151,23 +159,20 @@ impl TaskEntry {
             gen: 0,
             sleep_seq: 0,
             occupied: false,
+            queued: false,
             cancel_requested: false,
         }
-    }
-
-    /// The task's waker, to wake it (cancel, close).
-    pub(crate) fn waker(&self) -> Option<Waker> {
-        self.waker.clone().map(futures::task::waker)
     }
 }
 
 /// No slot (the end of the free list).
 const NO_SLOT: u32 = u32::MAX;
 
-/// A loop's unfinished tasks, by key: a slab whose vacant slots keep their
-/// wakers for the next task.
+/// A loop's unfinished tasks, by key.
 pub(crate) struct TaskTable {
     slots: Vec<TaskEntry>,
+    /// Wakers nobody else holds, lent to steps (see the module documentation).
+    spare: Vec<Arc<TaskWaker>>,
     /// The first vacant slot.
     free: u32,
     /// Occupied slots: unfinished tasks.
@@ -180,6 +185,7 @@ impl Default for TaskTable {
     fn default() -> TaskTable {
         TaskTable {
             slots: Vec::new(),
+            spare: Vec::new(),
             free: NO_SLOT,
             live: 0,
             last_gen: 0,
@@ -237,6 +243,7 @@ impl TaskTable {
         let cell = make(key);
         let e = &mut self.slots[key];
         e.occupied = true;
+        e.queued = true;
         e.gen = self.last_gen;
         e.cell = Some(cell);
         (key, self.last_gen)
@@ -247,16 +254,62 @@ impl TaskTable {
         self.live
     }
 
-    /// Frees slot `key` (occupied), keeping its waker.
+    /// Frees slot `key` (occupied).
     #[inline]
     fn vacate(&mut self, key: usize) {
         let e = &mut self.slots[key];
         e.occupied = false;
         e.gen = self.free;
-        self.live -= 1;
+        e.queued = false;
         e.cancel_requested = false;
         e.sleep_seq = 0;
+        let own = e.waker.take();
+        self.live -= 1;
         self.free = key as u32;
+        if let Some(w) = own {
+            self.spare_waker(w);
+        }
+    }
+
+    /// Keeps `waker` for later steps if nobody else holds it.
+    #[inline]
+    fn spare_waker(&mut self, waker: Arc<TaskWaker>) {
+        if Arc::strong_count(&waker) == 1 {
+            self.spare.push(waker);
+        }
+    }
+
+    /// Asks every unfinished task not asked yet to cancel, and wakes it;
+    /// returns how many were asked.
+    pub(crate) fn cancel_all(&mut self, ready: &RefCell<VecDeque<Ready>>) -> usize {
+        let asked: Vec<usize> = self
+            .iter_mut()
+            .filter(|(_, e)| !e.cancel_requested)
+            .map(|(k, e)| {
+                e.cancel_requested = true;
+                k
+            })
+            .collect();
+        for &key in &asked {
+            self.wake(key, ready);
+        }
+        asked.len()
+    }
+
+    /// Queues the task in slot `key` for a wake from the loop itself (a
+    /// cancel, a due sleep of its own).
+    fn wake(&mut self, key: usize, ready: &RefCell<VecDeque<Ready>>) {
+        let Some(e) = self.get_mut(key) else { return };
+        if let Some(w) = &e.waker {
+            ArcWake::wake_by_ref(w);
+        } else if !e.queued && e.cell.is_some() {
+            // (No cell: its own step runs now and sees the wake's cause
+            // when it returns.)
+            e.queued = true;
+            if let Ok(mut ready) = ready.try_borrow_mut() {
+                ready.push_back(Ready::Task(key as u32, e.gen));
+            }
+        }
     }
 
     /// A slot for tests of the timer store: no task behind it.
@@ -304,12 +357,7 @@ pub(crate) fn sleep_target<'a>(lp: &Inner, waker: &'a Waker) -> SleepTarget<'a> 
 
 /// Wakes the task with slab key `key` (a due sleep), if it is still waiting.
 pub(crate) fn wake_task(lp: &Inner, key: u32) {
-    // Waking queues the task; it does not touch the task table, so the
-    // borrow may stay open (and no waker is cloned).
-    let tasks = lp.tasks.borrow();
-    if let Some(w) = tasks.get(key as usize).and_then(|e| e.waker.as_ref()) {
-        ArcWake::wake_by_ref(w);
-    }
+    lp.tasks.borrow_mut().wake(key as usize, &lp.ready);
 }
 
 /// Tags a [`Stage::Running`] key whose context is stored on the side.
@@ -580,31 +628,40 @@ pub(crate) fn spawn<F: Future + 'static>(
 /// Runs one step of the task with slab key `key`, if it is still the task of
 /// generation `gen` and has not finished (a queued wake can outlive it).
 pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
-    let (cell, waker) = {
+    let (cell, waker, own) = {
         let mut tasks = lp.tasks.borrow_mut();
-        let Some(e) = tasks.get_mut(key as usize).filter(|e| e.gen == gen) else {
+        let tasks = &mut *tasks;
+        let Some(e) = tasks
+            .slots
+            .get_mut(key as usize)
+            .filter(|e| e.occupied && e.gen == gen)
+        else {
             return;
         };
         let Some(cell) = e.cell.take() else {
             return;
         };
-        // The slot's waker names the slot's latest task from the task's
-        // first step on (see TaskWaker); one someone else still holds is
-        // left to them.
-        let waker = match e.waker.take() {
-            Some(w) if w.gen.load(Ordering::Relaxed) == gen => w,
-            Some(w) if Arc::strong_count(&w) == 1 => {
-                w.gen.store(gen, Ordering::Relaxed);
-                w
+        e.queued = false;
+        match e.waker.take() {
+            Some(w) => (cell, w, true),
+            None => {
+                // A spare (nobody else holds it: it may be renamed).
+                let w = match tasks.spare.pop() {
+                    Some(w) => {
+                        w.key.store(key, Ordering::Relaxed);
+                        w.gen.store(gen, Ordering::Relaxed);
+                        w
+                    }
+                    None => Arc::new(TaskWaker {
+                        key: AtomicU32::new(key),
+                        gen: AtomicU32::new(gen),
+                        scheduled: AtomicBool::new(false),
+                        remote: lp.remote.clone(),
+                    }),
+                };
+                (cell, w, false)
             }
-            _ => Arc::new(TaskWaker {
-                key,
-                gen: AtomicU32::new(gen),
-                scheduled: AtomicBool::new(true),
-                remote: lp.remote.clone(),
-            }),
-        };
-        (cell, waker)
+        }
     };
     // Wakes from now on queue the task again. (A swap, not a store: it
     // acquires what a waker on another thread published before waking.)
@@ -614,21 +671,30 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
         let mut cx = Context::from_waker(&w);
         cell.as_ref().step(lp, &mut cx)
     };
-    let mut tasks = lp.tasks.borrow_mut();
-    let Some(e) = tasks.get_mut(key as usize) else {
+    let mut guard = lp.tasks.borrow_mut();
+    let tasks = &mut *guard;
+    let Some(e) = tasks.slots.get_mut(key as usize).filter(|e| e.occupied) else {
         // Unreachable: only the task itself frees its entry.
         return;
     };
-    e.waker = Some(waker);
-    if !done {
-        e.cell = Some(cell);
+    if done {
+        tasks.vacate(key as usize);
+        tasks.spare_waker(waker);
+        drop(guard);
+        // The handle may hold the cell still (for the output); if not, the
+        // finished task is freed here, outside the borrow.
+        drop(cell);
         return;
     }
-    tasks.vacate(key as usize);
-    drop(tasks);
-    // The handle may hold the cell still (for the output); if not, the
-    // finished task is freed here, outside the borrow.
-    drop(cell);
+    e.cell = Some(cell);
+    if own || Arc::strong_count(&waker) > 1 {
+        // The future kept the waker: it is the task's own from now on.
+        e.waker = Some(waker);
+    } else {
+        // Woken during the step (a yield), it is queued already.
+        e.queued = waker.scheduled.load(Ordering::Acquire);
+        tasks.spare.push(waker);
+    }
 }
 
 /// Ends every unfinished task of a closing loop with `Closed`, without
@@ -704,24 +770,17 @@ impl<T> Task<T> {
         let Some(inner) = self.live_loop() else {
             return false;
         };
-        let waker = {
-            let mut tasks = inner.tasks.borrow_mut();
-            match tasks.get_mut(self.key as usize) {
-                Some(entry) if entry.gen == self.gen => {
-                    if !entry.cancel_requested {
-                        entry.cancel_requested = true;
-                        inner.cancels.set(inner.cancels.get() + 1);
-                    }
-                    // None while the task's own step runs: that step checks
-                    // the flag when it returns.
-                    entry.waker.clone()
+        let mut tasks = inner.tasks.borrow_mut();
+        match tasks.get_mut(self.key as usize) {
+            Some(entry) if entry.gen == self.gen => {
+                if !entry.cancel_requested {
+                    entry.cancel_requested = true;
+                    inner.cancels.set(inner.cancels.get() + 1);
                 }
-                _ => return false,
             }
-        };
-        if let Some(w) = waker {
-            ArcWake::wake_by_ref(&w);
+            _ => return false,
         }
+        tasks.wake(self.key as usize, &inner.ready);
         true
     }
 

@@ -676,22 +676,9 @@ impl EventLoop {
     // `run` and `Runner` do not exist on wasm32.
     #[cfg_attr(target_arch = "wasm32", allow(rustdoc::broken_intra_doc_links))]
     pub fn cancel_all_tasks(&self) -> usize {
-        let wakers: Vec<_> = {
-            let mut tasks = self.inner.tasks.borrow_mut();
-            tasks
-                .iter_mut()
-                .filter(|(_, e)| !e.cancel_requested)
-                .map(|(_, e)| {
-                    e.cancel_requested = true;
-                    e.waker()
-                })
-                .collect()
-        };
-        let n = wakers.len();
-        self.inner.cancels.set(self.inner.cancels.get() + n);
-        for w in wakers.into_iter().flatten() {
-            w.wake();
-        }
+        let inner = &self.inner;
+        let n = inner.tasks.borrow_mut().cancel_all(&inner.ready);
+        inner.cancels.set(inner.cancels.get() + n);
         n
     }
 
