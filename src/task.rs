@@ -27,8 +27,7 @@
 //! the loop's exception handler if it is dropped unread (a detached task's
 //! output is dropped as soon as the task ends).
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -281,7 +280,7 @@ impl TaskTable {
 
     /// Asks every unfinished task not asked yet to cancel, and wakes it;
     /// returns how many were asked.
-    pub(crate) fn cancel_all(&mut self, ready: &RefCell<VecDeque<Ready>>) -> usize {
+    pub(crate) fn cancel_all(&mut self, remote: &Arc<Remote>) -> usize {
         let asked: Vec<usize> = self
             .iter_mut()
             .filter(|(_, e)| !e.cancel_requested)
@@ -291,24 +290,24 @@ impl TaskTable {
             })
             .collect();
         for &key in &asked {
-            self.wake(key, ready);
+            self.wake(key, remote);
         }
         asked.len()
     }
 
     /// Queues the task in slot `key` for a wake from the loop itself (a
     /// cancel, a due sleep of its own).
-    fn wake(&mut self, key: usize, ready: &RefCell<VecDeque<Ready>>) {
+    fn wake(&mut self, key: usize, remote: &Arc<Remote>) {
         let Some(e) = self.get_mut(key) else { return };
         if let Some(w) = &e.waker {
             ArcWake::wake_by_ref(w);
         } else if !e.queued && e.cell.is_some() {
             // (No cell: its own step runs now and sees the wake's cause
-            // when it returns.)
+            // when it returns.) Queued as a waker would queue it: straight
+            // onto the ready queue inside a turn, else through the remote
+            // queue, which wakes the loop (or its host).
             e.queued = true;
-            if let Ok(mut ready) = ready.try_borrow_mut() {
-                ready.push_back(Ready::Task(key as u32, e.gen));
-            }
+            crate::event_loop::schedule_task(remote, key as u32, e.gen);
         }
     }
 
@@ -357,7 +356,7 @@ pub(crate) fn sleep_target<'a>(lp: &Inner, waker: &'a Waker) -> SleepTarget<'a> 
 
 /// Wakes the task with slab key `key` (a due sleep), if it is still waiting.
 pub(crate) fn wake_task(lp: &Inner, key: u32) {
-    lp.tasks.borrow_mut().wake(key as usize, &lp.ready);
+    lp.tasks.borrow_mut().wake(key as usize, &lp.remote);
 }
 
 /// Tags a [`Stage::Running`] key whose context is stored on the side.
@@ -780,7 +779,7 @@ impl<T> Task<T> {
             }
             _ => return false,
         }
-        tasks.wake(self.key as usize, &inner.ready);
+        tasks.wake(self.key as usize, &inner.remote);
         true
     }
 

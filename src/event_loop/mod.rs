@@ -677,7 +677,7 @@ impl EventLoop {
     #[cfg_attr(target_arch = "wasm32", allow(rustdoc::broken_intra_doc_links))]
     pub fn cancel_all_tasks(&self) -> usize {
         let inner = &self.inner;
-        let n = inner.tasks.borrow_mut().cancel_all(&inner.ready);
+        let n = inner.tasks.borrow_mut().cancel_all(&inner.remote);
         inner.cancels.set(inner.cancels.get() + n);
         n
     }
