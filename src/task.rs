@@ -627,7 +627,7 @@ pub(crate) fn spawn<F: Future + 'static>(
 /// Runs one step of the task with slab key `key`, if it is still the task of
 /// generation `gen` and has not finished (a queued wake can outlive it).
 pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
-    let (cell, waker, own) = {
+    let (cell, waker) = {
         let mut tasks = lp.tasks.borrow_mut();
         let tasks = &mut *tasks;
         let Some(e) = tasks
@@ -642,7 +642,7 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
         };
         e.queued = false;
         match e.waker.take() {
-            Some(w) => (cell, w, true),
+            Some(w) => (cell, w),
             None => {
                 // A spare (nobody else holds it: it may be renamed).
                 let w = match tasks.spare.pop() {
@@ -658,7 +658,7 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
                         remote: lp.remote.clone(),
                     }),
                 };
-                (cell, w, false)
+                (cell, w)
             }
         }
     };
@@ -686,12 +686,13 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
         return;
     }
     e.cell = Some(cell);
-    if own || Arc::strong_count(&waker) > 1 {
-        // The future kept the waker: it is the task's own from now on.
+    if Arc::strong_count(&waker) > 1 || waker.scheduled.load(Ordering::Acquire) {
+        // The future kept the waker (it is the task's own while someone
+        // holds it), or woke it during the step (a yield: the task is queued
+        // and its next step reuses it).
         e.waker = Some(waker);
     } else {
-        // Woken during the step (a yield), it is queued already.
-        e.queued = waker.scheduled.load(Ordering::Acquire);
+        // Nobody can wake it but the loop: back to the spares.
         tasks.spare.push(waker);
     }
 }
