@@ -439,6 +439,11 @@ impl<F: Future + 'static> Step for TaskOf<F> {
     }
 
     fn abandon(self: Pin<&Self>) {
+        // The future goes with its loop (its handle may keep the cell), a
+        // panic in its destructor with it.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            self.with_stage(|mut stage| stage.set(Stage::Done))
+        }));
         let shared = self.get_ref().shared();
         if matches!(shared.state.get(), State::Running | State::Detached) {
             shared.state.set(State::Gone);
