@@ -113,6 +113,7 @@ mod runner;
 #[cfg(unix)]
 pub mod signal;
 mod task;
+mod task_cell;
 mod time;
 
 pub use backend::Backend;

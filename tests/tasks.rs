@@ -547,3 +547,106 @@ fn the_task_result_survives_until_awaited() {
     assert_eq!(*lp.run_until_complete(t).unwrap().unwrap(), 17);
     lp.close().unwrap();
 }
+
+/// A future that keeps (a clone of) the waker it was last polled with, and
+/// finishes once `go` is set.
+struct KeepsWaker {
+    go: Rc<Cell<bool>>,
+    kept: Rc<RefCell<Option<std::task::Waker>>>,
+}
+
+impl std::future::Future for KeepsWaker {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        *self.kept.borrow_mut() = Some(cx.waker().clone());
+        if self.go.get() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
+#[test]
+fn a_kept_waker_of_a_finished_task_never_wakes_the_next_task_in_its_slot() {
+    let lp = EventLoop::new().unwrap();
+    let go = Rc::new(Cell::new(false));
+    let kept = Rc::new(RefCell::new(None));
+    let t = lp.create_task(KeepsWaker {
+        go: go.clone(),
+        kept: kept.clone(),
+    });
+    spin(&lp, 1);
+    go.set(true);
+    let stale = kept.borrow().clone().expect("polled once");
+    stale.wake_by_ref();
+    lp.run_until_complete(t).unwrap().unwrap();
+    // The slot is free: the next task takes it. It waits on nothing but a
+    // flag, counting its polls; the old task's waker (still held) must not
+    // poll it.
+    let polls = Rc::new(Cell::new(0));
+    let p = polls.clone();
+    let next = lp.create_task(std::future::poll_fn(move |_| {
+        p.set(p.get() + 1);
+        std::task::Poll::<()>::Pending
+    }));
+    spin(&lp, 2);
+    assert_eq!(polls.get(), 1, "polled once, at its start");
+    stale.wake();
+    spin(&lp, 2);
+    assert_eq!(polls.get(), 1, "a stale waker woke another task");
+    assert!(next.cancel());
+    assert!(lp
+        .run_until_complete(next)
+        .unwrap()
+        .unwrap_err()
+        .is_cancelled());
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_task_that_keeps_no_waker_is_still_woken_by_cancel_and_its_sleep() {
+    let lp = EventLoop::new().unwrap();
+    // `pending()` never looks at its waker: the task keeps none.
+    let parked = lp.create_task(std::future::pending::<()>());
+    let sleeper = lp.create_task(async {
+        aioloop::sleep(Duration::from_millis(5)).await;
+        "slept"
+    });
+    spin(&lp, 2);
+    assert!(!parked.done());
+    // Cancelled from outside the loop (not running): the next run ends it.
+    assert!(parked.cancel());
+    assert!(lp
+        .run_until_complete(parked)
+        .unwrap()
+        .unwrap_err()
+        .is_cancelled());
+    assert_eq!(lp.run_until_complete(sleeper).unwrap().unwrap(), "slept");
+    assert_eq!(lp.pending_tasks(), 0);
+    lp.close().unwrap();
+}
+
+#[test]
+fn dropping_an_unclosed_loop_resolves_its_tasks_handles_to_closed() {
+    let lp = EventLoop::new().unwrap();
+    let dropped = Rc::new(Cell::new(false));
+    let f = DropFlag(dropped.clone());
+    let t = lp.create_task(async move {
+        let _f = f;
+        std::future::pending::<()>().await;
+    });
+    spin(&lp, 1);
+    drop(lp);
+    // The loop is gone (never closed): its task with it, and the handle
+    // says so instead of waiting forever.
+    assert!(dropped.get(), "the task's future was dropped with its loop");
+    assert!(t.done());
+    let other = EventLoop::new().unwrap();
+    let err = other.run_until_complete(t).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    other.close().unwrap();
+}
