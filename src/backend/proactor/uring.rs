@@ -760,11 +760,21 @@ impl Driver {
                 size as libc::c_long,
             )
         };
-        if res < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(res as usize)
+        if res >= 0 {
+            return Ok(res as usize);
         }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EBADF) {
+            return Err(e);
+        }
+        // The thread no longer has the registration (the kernel refused the
+        // index before looking at anything else): enter by fd from now on.
+        log::warn!(
+            target: "aioloop",
+            "io_uring: the ring's registered index {index} is gone; entering by fd"
+        );
+        self.ring_index = None;
+        self.enter(to_submit, min_complete, flags, args)
     }
 
     fn take_cqes(&mut self) {
@@ -2507,6 +2517,44 @@ mod tests {
                 again.ring_index.is_some(),
                 "closed drivers gave their slots back"
             );
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A registration the thread lost (here: taken back behind the
+    /// driver's back) makes the enter fail with EBADF: the driver goes on
+    /// by fd and loses nothing.
+    #[test]
+    fn a_lost_ring_registration_falls_back_to_the_fd() {
+        if legacy() {
+            return;
+        }
+        std::thread::spawn(|| {
+            let mut d = Driver::new(Backend::Proactor).unwrap();
+            let index = d.ring_index.expect("a fresh thread has a free slot");
+            assert!(unregister_ring_fd(&d.ring, index));
+            let (mut w, r) = pair();
+            let buf = d.buffer(64);
+            let key = d.submit_recv(r.as_raw_fd(), 7, buf, false).unwrap();
+            w.write_all(b"pong").unwrap();
+            let mut events = Vec::new();
+            for _ in 0..100 {
+                d.poll(Some(Duration::from_millis(20)), &mut events)
+                    .unwrap();
+                if !events.is_empty() {
+                    break;
+                }
+            }
+            assert!(
+                d.ring_index.is_none(),
+                "the driver noticed and enters by fd"
+            );
+            assert_eq!(events.len(), 1);
+            let (n, buf) = d.take(key).unwrap();
+            assert_eq!((n, &buf[..]), (4, &b"pong"[..]));
+            d.close();
+            assert!(d.ops.is_empty());
         })
         .join()
         .unwrap();
