@@ -17,8 +17,10 @@
 //!   `protocols` = aioloop's `create_server` with an echo protocol);
 //! - `--echo-client ADDR CONNS MSG MILLIS SERVER_PID` ([`client`]): a plain
 //!   `mio` loop (no runtime under test) keeping one message in flight on
-//!   each connection; after a warm-up it samples the server's CPU, counts
-//!   round trips for MILLIS ms, samples again and prints one `CLIENT` line.
+//!   each connection; after a warm-up it counts round trips for MILLIS ms,
+//!   sampling the server's CPU at the start and end of each of `SLICES`
+//!   equal slices, and prints one `CLIENT` line whose figure is the median
+//!   slice's server CPU per message.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -34,6 +36,10 @@ const SERVER_CPU: &str = "0";
 const CLIENT_CPU: &str = "1";
 /// How long the client runs before it starts counting.
 const WARM_UP: Duration = Duration::from_millis(300);
+/// The counted window is cut into this many equal slices, each measured on
+/// its own (server CPU per message); the figure is their median, so a
+/// burst of something else on the machine during one slice moves it little.
+const SLICES: u32 = 10;
 /// The streams echo server's read buffer (as in the in-process benchmarks).
 const ECHO_BUF: usize = 64 * 1024;
 
@@ -142,16 +148,27 @@ pub fn xproc_echo<R: Runtime>(s: Size, mode: Mode, conns: usize, msg: usize) -> 
     };
     let (msgs, window_ns, cpu_ns) = (get("msgs"), get("window_ns"), get("server_cpu_ns"));
     let (user, sys) = (get("server_user_ticks"), get("server_sys_ticks"));
+    let (median, lo, hi) = (
+        get("slice_median_ns_per_msg"),
+        get("slice_min_ns_per_msg"),
+        get("slice_max_ns_per_msg"),
+    );
     drop(server);
     assert!(msgs > 0.0, "no message was echoed in {window_ns} ns");
+    assert!(
+        get("slices") > 0.0,
+        "no slice of the window counted a message"
+    );
     Outcome {
-        value: cpu_ns / msgs,
+        value: median,
         ops: msgs as u64,
         elapsed_ns: window_ns as u128,
         peak_rss_kb: 0,
         extra: format!(
-            "msgs_per_s={:.0},server_cpu_share={:.2},server_user_share={:.2},\
+            "window_ns_per_msg={:.0},slice_min={lo:.0},slice_max={hi:.0},\
+             msgs_per_s={:.0},server_cpu_share={:.2},server_user_share={:.2},\
              client_wall_ns_per_msg={:.0}",
+            cpu_ns / msgs,
             msgs / (window_ns / 1e9),
             cpu_ns / window_ns,
             if user + sys > 0.0 {
@@ -274,7 +291,8 @@ struct Conn {
 }
 
 /// Runs the load client; see the module doc. Prints
-/// `CLIENT msgs=N window_ns=W server_cpu_ns=C`.
+/// `CLIENT msgs=N window_ns=W server_cpu_ns=C ...` with the median (and the
+/// extremes) of the server CPU ns per message over the window's slices.
 pub fn client(args: &[String]) -> Result<(), String> {
     let [addr, conns, msg, millis, pid] = args else {
         return Err("--echo-client needs ADDR CONNS MSG MILLIS SERVER_PID".into());
@@ -319,6 +337,10 @@ fn run_client(
     let started = Instant::now();
     let mut counting: Option<(Instant, u64, (u64, u64))> = None;
     let mut msgs = 0u64;
+    // The current slice's start: when, the server's CPU, `msgs`; and the
+    // server CPU ns per message of every slice so far.
+    let mut slice = (started, 0u64, 0u64);
+    let mut per_msg: Vec<f64> = Vec::with_capacity(SLICES as usize + 1);
     // Kick every connection off; after that each is driven by its events.
     let mut ready: Vec<usize> = (0..conns).collect();
     loop {
@@ -368,21 +390,41 @@ fn run_client(
         let now = Instant::now();
         match counting {
             None if now - started >= WARM_UP => {
-                counting = Some((now, process_cpu_ns(pid)?, process_user_sys_ticks(pid)?));
+                let cpu = process_cpu_ns(pid)?;
+                counting = Some((now, cpu, process_user_sys_ticks(pid)?));
+                slice = (now, cpu, 0);
                 msgs = 0;
             }
-            Some((t0, cpu0, (u0, s0))) if now - t0 >= window => {
-                let cpu1 = process_cpu_ns(pid)?;
-                let (u1, s1) = process_user_sys_ticks(pid)?;
-                println!(
-                    "CLIENT msgs={msgs} window_ns={} server_cpu_ns={} server_user_ticks={} \
-                     server_sys_ticks={}",
-                    (now - t0).as_nanos(),
-                    cpu1 - cpu0,
-                    u1 - u0,
-                    s1 - s0
-                );
-                return Ok(());
+            Some((t0, cpu0, (u0, s0))) => {
+                let whole = now - t0 >= window;
+                if whole || now - slice.0 >= window / SLICES {
+                    let cpu = process_cpu_ns(pid)?;
+                    let n = msgs - slice.2;
+                    if n > 0 {
+                        per_msg.push((cpu - slice.1) as f64 / n as f64);
+                    }
+                    slice = (now, cpu, msgs);
+                }
+                if whole {
+                    let cpu1 = slice.1;
+                    let (u1, s1) = process_user_sys_ticks(pid)?;
+                    per_msg.sort_by(f64::total_cmp);
+                    let (median, min, max) = match per_msg.len() {
+                        0 => (0.0, 0.0, 0.0),
+                        n => (per_msg[n / 2], per_msg[0], per_msg[n - 1]),
+                    };
+                    println!(
+                        "CLIENT msgs={msgs} window_ns={} server_cpu_ns={} server_user_ticks={} \
+                         server_sys_ticks={} slices={} slice_median_ns_per_msg={median:.1} \
+                         slice_min_ns_per_msg={min:.1} slice_max_ns_per_msg={max:.1}",
+                        (now - t0).as_nanos(),
+                        cpu1 - cpu0,
+                        u1 - u0,
+                        s1 - s0,
+                        per_msg.len(),
+                    );
+                    return Ok(());
+                }
             }
             _ => {}
         }

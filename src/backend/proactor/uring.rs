@@ -24,6 +24,10 @@
 //! `AIOLOOP_URING_LEGACY=1` (or an older kernel) keeps one `RECV` per
 //! read and one `RECVMSG` per datagram, on a ring without deferred task work.
 //!
+//! The ring's fd is registered with the loop's thread
+//! (`IORING_REGISTER_RING_FDS`, Linux 5.18) so each `io_uring_enter` skips
+//! the fd lookup; a thread past its 16 slots (or legacy mode) enters by fd.
+//!
 //! Readiness (`add_reader`, I/O objects) is `POLL_ADD`: one-shot polls for
 //! raw fds, re-armed by `reregister` (asyncio's level-triggered callbacks), and
 //! one multishot poll per I/O object, which reports every wake-up like an
@@ -86,6 +90,68 @@ const MULTI_CAP: usize = 4;
 /// is one `RECV` into a buffer of its own) and a ring without
 /// `DEFER_TASKRUN`. Tests use it to cover the paths older kernels take.
 pub(crate) const LEGACY_ENV: &str = "AIOLOOP_URING_LEGACY";
+
+/// `IORING_REGISTER_RING_FDS`, `IORING_UNREGISTER_RING_FDS` (Linux 5.18)
+/// and the `io_uring_enter` flag that takes such a registration's index
+/// instead of the ring's fd (`IORING_ENTER_REGISTERED_RING`).
+const REGISTER_RING_FDS: libc::c_long = 20;
+const UNREGISTER_RING_FDS: libc::c_long = 21;
+const ENTER_REGISTERED_RING: u32 = 1 << 4;
+
+/// `struct io_uring_rsrc_update`, the argument of the ring fd
+/// (un)registrations.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+/// Registers `ring`'s fd with the calling thread (`IORING_REGISTER_RING_FDS`)
+/// so its `io_uring_enter`s skip the fd lookup; returns the index, or `None`
+/// when the kernel refuses (before 5.18, or the thread's 16 slots are taken:
+/// the ring is then entered by its fd).
+fn register_ring_fd(ring: &IoUring) -> Option<u32> {
+    let mut up = RsrcUpdate {
+        offset: u32::MAX,
+        resv: 0,
+        data: ring.as_raw_fd() as u64,
+    };
+    // SAFETY: `up` is a live `io_uring_rsrc_update` for the one entry the
+    // call is told about; the kernel writes the chosen index into it.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd() as libc::c_long,
+            REGISTER_RING_FDS,
+            &mut up as *mut RsrcUpdate,
+            1 as libc::c_long,
+        )
+    };
+    (res == 1).then_some(up.offset)
+}
+
+/// Undoes [`register_ring_fd`] (on the thread that registered: the
+/// registration is the thread's); returns whether the kernel took it back.
+fn unregister_ring_fd(ring: &IoUring, index: u32) -> bool {
+    let up = RsrcUpdate {
+        offset: index,
+        resv: 0,
+        data: 0,
+    };
+    // SAFETY: `up` is a live `io_uring_rsrc_update` for the one entry the
+    // call is told about; the kernel only reads it.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd() as libc::c_long,
+            UNREGISTER_RING_FDS,
+            &up as *const RsrcUpdate,
+            1 as libc::c_long,
+        )
+    };
+    res == 1
+}
 
 fn legacy() -> bool {
     std::env::var(LEGACY_ENV).is_ok_and(|v| v.trim() == "1")
@@ -421,6 +487,10 @@ struct FdWatch {
 
 pub(crate) struct Driver {
     ring: IoUring,
+    /// The ring's registered index ([`register_ring_fd`]) for this thread
+    /// (the loop is not `Send`: the thread that made the driver is the one
+    /// that enters it); `None`: entered by its fd.
+    ring_index: Option<u32>,
     ops: Slab<Op>,
     fds: HashMap<RawFd, FdWatch>,
     /// The multishot poll of each registered I/O object, by fd.
@@ -491,8 +561,16 @@ impl Driver {
         let mut probe = Probe::new();
         let poll_first = ring.submitter().register_probe(&mut probe).is_ok()
             && probe.is_supported(opcode::SendZc::CODE);
+        // Legacy keeps to what a pre-6.0 kernel offers... and to the plain
+        // fd, so the tests cover that path too.
+        let ring_index = if legacy() {
+            None
+        } else {
+            register_ring_fd(&ring)
+        };
         let mut d = Driver {
             ring,
+            ring_index,
             ops: Slab::with_capacity(64),
             fds: HashMap::new(),
             sources: HashMap::new(),
@@ -603,12 +681,14 @@ impl Driver {
                 Ok(0)
             }
         } else {
+            let n = clamp_len(self.ring.submission().len());
+            let flags = EnterFlags::GETEVENTS.bits();
             match timeout {
-                None => self.ring.submit_and_wait(1),
+                None => self.enter(n, 1, flags, None),
                 Some(d) => {
                     let ts = types::Timespec::from(d);
                     let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(1, &args)
+                    self.enter(n, 1, flags | EnterFlags::EXT_ARG.bits(), Some(&args))
                 }
             }
         };
@@ -632,17 +712,69 @@ impl Driver {
     /// the submissions finished (a cancelled poll letting go of its socket,
     /// a receive our own send fed) is complete when this returns.
     fn enter_nowait(&mut self) -> io::Result<usize> {
-        let n = self.ring.submission().len();
-        // SAFETY: no argument pointer is passed; the entries being
-        // submitted were pushed under `push`'s contract.
-        unsafe {
-            self.ring.submitter().enter::<libc::sigset_t>(
-                clamp_len(n),
-                0,
-                EnterFlags::GETEVENTS.bits(),
-                None,
+        let n = clamp_len(self.ring.submission().len());
+        self.enter(n, 0, EnterFlags::GETEVENTS.bits(), None)
+    }
+
+    /// `io_uring_enter` through the registered index when there is one
+    /// (no fd lookup in the kernel), else through the ring's fd. `args`
+    /// goes with `EXT_ARG` in `flags`.
+    fn enter(
+        &mut self,
+        to_submit: u32,
+        min_complete: u32,
+        flags: u32,
+        args: Option<&types::SubmitArgs<'_, '_>>,
+    ) -> io::Result<usize> {
+        let Some(index) = self.ring_index else {
+            // SAFETY: `args`, if any, is a live `io_uring_getevents_arg`
+            // (`SubmitArgs` is `repr(transparent)` over it) sized by the
+            // call; the entries being submitted were pushed under `push`'s
+            // contract.
+            return unsafe {
+                self.ring
+                    .submitter()
+                    .enter(to_submit, min_complete, flags, args)
+            };
+        };
+        let (arg, size) = match args {
+            Some(a) => (
+                a as *const types::SubmitArgs<'_, '_> as *const libc::c_void,
+                std::mem::size_of::<types::SubmitArgs<'_, '_>>(),
+            ),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: `index` is this thread's registration of this ring (made
+        // in `new` on the thread that owns the loop, dropped only in
+        // `close`); `arg` is null or a live `io_uring_getevents_arg` of
+        // `size` bytes (`SubmitArgs` is `repr(transparent)` over it); the
+        // entries being submitted were pushed under `push`'s contract.
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                index as libc::c_long,
+                to_submit as libc::c_long,
+                min_complete as libc::c_long,
+                (flags | ENTER_REGISTERED_RING) as libc::c_long,
+                arg,
+                size as libc::c_long,
             )
+        };
+        if res >= 0 {
+            return Ok(res as usize);
         }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EBADF) {
+            return Err(e);
+        }
+        // The thread no longer has the registration (the kernel refused the
+        // index before looking at anything else): enter by fd from now on.
+        log::warn!(
+            target: "aioloop",
+            "io_uring: the ring's registered index {index} is gone; entering by fd"
+        );
+        self.ring_index = None;
+        self.enter(to_submit, min_complete, flags, args)
     }
 
     fn take_cqes(&mut self) {
@@ -1890,7 +2022,9 @@ impl Driver {
         while !self.ops.is_empty() && Instant::now() < deadline {
             let ts = types::Timespec::from(Duration::from_millis(50));
             let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let n = clamp_len(self.ring.submission().len());
+            let flags = (EnterFlags::GETEVENTS | EnterFlags::EXT_ARG).bits();
+            let _ = self.enter(n, 1, flags, Some(&args));
             self.reap(&mut ignored);
             ignored.clear();
         }
@@ -1911,6 +2045,16 @@ impl Driver {
                     Ok(()) => drop(bufs),
                     Err(_) => std::mem::forget(bufs),
                 }
+            }
+        }
+        // Give the thread's slot back (it would otherwise keep the ring
+        // alive until the thread exits); later enters use the fd.
+        if let Some(index) = self.ring_index.take() {
+            if !unregister_ring_fd(&self.ring, index) {
+                log::warn!(
+                    target: "aioloop",
+                    "io_uring: could not unregister the ring's fd (slot {index})"
+                );
             }
         }
     }
@@ -2326,5 +2470,93 @@ mod tests {
         assert!(matches!(d.read_multi(b, &mut buf), MultiRead::End(_)));
         d.close();
         assert!(d.bufs.is_none());
+    }
+
+    /// A thread has 16 registered-ring slots: the drivers past them enter
+    /// their ring by its fd and work the same; closing a driver gives its
+    /// slot back.
+    #[test]
+    fn drivers_past_the_registered_ring_slots_enter_by_fd() {
+        if legacy() {
+            return;
+        }
+        // A thread of its own: its slots are all free.
+        std::thread::spawn(|| {
+            let mut drivers: Vec<Driver> = (0..20)
+                .map(|_| Driver::new(Backend::Proactor).expect("io_uring on the test machine"))
+                .collect();
+            let registered = drivers.iter().filter(|d| d.ring_index.is_some()).count();
+            assert_eq!(
+                registered, 16,
+                "a thread has 16 slots (Linux 5.18 or later)"
+            );
+            for (i, d) in drivers.iter_mut().enumerate() {
+                let (mut w, r) = pair();
+                let buf = d.buffer(64);
+                let key = d.submit_recv(r.as_raw_fd(), i, buf, false).unwrap();
+                w.write_all(b"ping").unwrap();
+                let mut events = Vec::new();
+                for _ in 0..100 {
+                    d.poll(Some(Duration::from_millis(20)), &mut events)
+                        .unwrap();
+                    if !events.is_empty() {
+                        break;
+                    }
+                }
+                assert_eq!(events.len(), 1, "driver {i}: the receive completed");
+                let (n, buf) = d.take(key).unwrap();
+                assert_eq!((n, &buf[..]), (4, &b"ping"[..]), "driver {i}");
+                // A timed wait with nothing to come times out cleanly.
+                events.clear();
+                d.poll(Some(Duration::from_millis(1)), &mut events).unwrap();
+                assert!(events.is_empty());
+            }
+            drivers.truncate(4);
+            let again = Driver::new(Backend::Proactor).unwrap();
+            assert!(
+                again.ring_index.is_some(),
+                "closed drivers gave their slots back"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A registration the thread lost (here: taken back behind the
+    /// driver's back) makes the enter fail with EBADF: the driver goes on
+    /// by fd and loses nothing.
+    #[test]
+    fn a_lost_ring_registration_falls_back_to_the_fd() {
+        if legacy() {
+            return;
+        }
+        std::thread::spawn(|| {
+            let mut d = Driver::new(Backend::Proactor).unwrap();
+            let index = d.ring_index.expect("a fresh thread has a free slot");
+            assert!(unregister_ring_fd(&d.ring, index));
+            let (mut w, r) = pair();
+            let buf = d.buffer(64);
+            let key = d.submit_recv(r.as_raw_fd(), 7, buf, false).unwrap();
+            w.write_all(b"pong").unwrap();
+            let mut events = Vec::new();
+            for _ in 0..100 {
+                d.poll(Some(Duration::from_millis(20)), &mut events)
+                    .unwrap();
+                if !events.is_empty() {
+                    break;
+                }
+            }
+            assert!(
+                d.ring_index.is_none(),
+                "the driver noticed and enters by fd"
+            );
+            assert_eq!(events.len(), 1);
+            let (n, buf) = d.take(key).unwrap();
+            assert_eq!((n, &buf[..]), (4, &b"pong"[..]));
+            d.close();
+            assert!(d.ops.is_empty());
+        })
+        .join()
+        .unwrap();
     }
 }
