@@ -124,9 +124,6 @@ trait Erased {}
 
 impl<T: ?Sized> Erased for T {}
 
-/// A task as its loop's table keeps it: erased behind [`Step`].
-type StepCell = Pin<Rc<dyn Step>>;
-
 /// A task as its loop's table keeps it (erased behind [`Step`]).
 type TaskOf<F> = TaskCell<Shared<<F as Future>::Output>, Stage<F>>;
 
@@ -137,7 +134,7 @@ type Joined<T> = Pin<Rc<TaskCell<Shared<T>, dyn Erased>>>;
 pub(crate) struct TaskEntry {
     /// The task itself; `None` while one of its steps runs (the runner
     /// holds it) or after a trap abandoned that step (wasm32).
-    cell: Option<StepCell>,
+    cell: Option<Pin<Rc<dyn Step>>>,
     /// The task's own waker, once its future kept a clone of the waker it
     /// was polled with (taken out while a step runs).
     waker: Option<Arc<TaskWaker>>,
@@ -231,7 +228,7 @@ impl TaskTable {
     /// Puts the task `make(key)` in a vacant slot; returns its key and
     /// generation.
     #[inline]
-    fn insert_with(&mut self, make: impl FnOnce(usize) -> StepCell) -> (usize, u32) {
+    fn insert_with(&mut self, make: impl FnOnce(usize) -> Pin<Rc<dyn Step>>) -> (usize, u32) {
         let key = if self.free == NO_SLOT {
             self.slots.push(TaskEntry::vacant());
             self.slots.len() - 1
@@ -430,47 +427,6 @@ trait Step {
 
     /// The task is dropped unfinished with its loop: tell the handle.
     fn abandon(self: Pin<&Self>);
-
-    /// A trap (wasm32) cut one of the task's steps short: it ends with
-    /// `err` without its future being touched again (it may be half-way
-    /// through a change, and its cell stays borrowed).
-    #[cfg(target_arch = "wasm32")]
-    fn trapped(self: Pin<&Self>, lp: &Rc<Inner>, err: Error);
-}
-
-/// The task whose step runs now (wasm32): what [`abandon_trapped_step`]
-/// ends when a trap cuts that step short. One per loop, as steps never nest.
-#[cfg(target_arch = "wasm32")]
-#[derive(Default)]
-pub(crate) struct Stepping(Cell<Option<(u32, StepCell)>>);
-
-/// After a trap in a turn of `lp` (wasm32): the task whose step it cut
-/// short, if any, finishes with `err` (its handle resolves, a Promise made
-/// from it rejects) and leaves the task table. Its future is leaked, never
-/// dropped: after a trap it may be in any state.
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn abandon_trapped_step(lp: &Rc<Inner>, mut err: Error) {
-    let Some((key, cell)) = lp.host.stepping.0.take() else {
-        return;
-    };
-    // The exception handler hears of the trap from the recovery itself.
-    err.mark_reported();
-    cell.as_ref().trapped(lp, err);
-    if let Ok(mut tasks) = lp.tasks.try_borrow_mut() {
-        if let Some(e) = tasks.get_mut(key as usize) {
-            if e.cancel_requested {
-                lp.cancels.set(lp.cancels.get().saturating_sub(1));
-            }
-            tasks.vacate(key as usize);
-        }
-    }
-    if let Ok(mut c) = lp.task_contexts.try_borrow_mut() {
-        c.remove(&(key as usize));
-    }
-    if let Ok(mut d) = lp.debug_locations.try_borrow_mut() {
-        d.remove(&(key as usize));
-    }
-    std::mem::forget(cell);
 }
 
 impl<F: Future + 'static> Step for TaskOf<F> {
@@ -480,23 +436,6 @@ impl<F: Future + 'static> Step for TaskOf<F> {
         // happen (it would leave the task queued for nothing).
         self.with_stage(|stage| step_stage(stage, shared, lp, cx))
             .unwrap_or(false)
-    }
-
-    #[cfg(target_arch = "wasm32")]
-    fn trapped(self: Pin<&Self>, lp: &Rc<Inner>, err: Error) {
-        let shared = self.get_ref().shared();
-        let failure = Failure {
-            err: Some(err),
-            lp: lp.clone(),
-        };
-        let detached = shared.state.get() == State::Detached;
-        shared.state.set(State::Done);
-        if !detached {
-            shared.out.set(Some(Err(failure)));
-            if let Some(w) = shared.awaiter.take() {
-                w.wake();
-            }
-        }
     }
 
     fn abandon(self: Pin<&Self>) {
@@ -731,16 +670,11 @@ pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
     // Wakes from now on queue the task again. (A swap, not a store: it
     // acquires what a waker on another thread published before waking.)
     waker.scheduled.swap(false, Ordering::AcqRel);
-    // A trap (wasm32: a panic aborts the step) ends the task from here.
-    #[cfg(target_arch = "wasm32")]
-    lp.host.stepping.0.set(Some((key, cell.clone())));
     let done = {
         let w = waker_ref(&waker);
         let mut cx = Context::from_waker(&w);
         cell.as_ref().step(lp, &mut cx)
     };
-    #[cfg(target_arch = "wasm32")]
-    drop(lp.host.stepping.0.take());
     let mut guard = lp.tasks.borrow_mut();
     let tasks = &mut *guard;
     let Some(e) = tasks.slots.get_mut(key as usize).filter(|e| e.occupied) else {

@@ -134,8 +134,6 @@ pub(crate) struct HostLoop {
     saved: Cell<(Option<TaskContextId>, usize)>,
     /// The result of the latest manual turn.
     manual: Cell<Option<Result<usize, ErrorKind>>>,
-    /// The task whose step runs now: a trap ends it.
-    pub(crate) stepping: crate::task::Stepping,
 }
 
 impl Default for HostLoop {
@@ -147,7 +145,6 @@ impl Default for HostLoop {
             dead: RefCell::new(None),
             saved: Cell::new((None, 0)),
             manual: Cell::new(None),
-            stepping: Default::default(),
         }
     }
 }
@@ -440,15 +437,11 @@ fn recover(lp: &EventLoop, sched: &Rc<Scheduler>, thrown: &JsValue) {
         ));
         return;
     }
-    let err = Error::new(ErrorKind::Panicked, panic);
-    // A task whose step the trap cut short ends with the panic: whoever
-    // awaits it (a task, a Promise) gets the error instead of waiting forever.
-    crate::task::abandon_trapped_step(&lp.inner, err.clone());
     // Keep the loop going before user code (the handler) runs again.
     reschedule(lp, sched, true);
     lp.call_exception_handler(
         &ExceptionContext::new("Exception in callback or task (a trap: the step was abandoned)")
-            .with_error(err),
+            .with_error(Error::new(ErrorKind::Panicked, panic)),
     );
 }
 
