@@ -113,7 +113,6 @@ mod runner;
 #[cfg(unix)]
 pub mod signal;
 mod task;
-mod task_cell;
 mod time;
 
 pub use backend::Backend;

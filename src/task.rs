@@ -1,50 +1,46 @@
 //! Tasks: [`Task`], cancellation, panics.
 //!
-//! A task is one allocation, a [`TaskCell`] behind an `Rc`: its future in a
-//! [`Stage`], and the part it shares with its handle ([`Shared`]: the
-//! output, the handle's waker, the task's state). The loop holds the cell as
-//! a [`Step`] trait object in the task's entry of the task table
-//! ([`TaskEntry`], with the task's waker, its cancel flag and the sleep the
-//! task itself waits on) until the task ends; the handle holds it typed by
-//! the output, so that taking the output is a plain field access. A task's
-//! future never leaves its loop's thread: only the waker, a small
-//! `Send + Sync` [`TaskWaker`] naming the task by key and generation, is
-//! shared, and waking it queues that key (on the ready queue when its loop
-//! runs on the waking thread, else on the loop's remote queue). The only
-//! `unsafe` is in `task_cell` (pinning the future inside the `Rc`).
-//!
-//! A step polls with a waker from the table's spare ones. If the future
-//! keeps a clone, that waker becomes the task's own (its entry keeps it);
-//! if not, it goes back to the spares, so a task that never hands its waker
-//! out (it waits on its own sleeps, on handles, or on nothing) keeps none,
-//! and loop-side wakes (cancel, its sleeps) queue it by key. A waker some
-//! other code still holds is never reused, so a stale waker never wakes
-//! another task. In a steady state a spawn allocates only the task itself.
+//! A task is one `async-task` allocation holding the user's future inside a
+//! small wrapper ([`TaskFuture`]) that sets the task context while polling,
+//! contains panics, and honours cancellation. Its metadata (inside the
+//! allocation's header padding, so free) names the task's slab key and its
+//! loop, which keeps the [`Task`] handle one pointer wide. The loop keeps one
+//! slab entry per live task (its waker and cancel flag) so that `cancel()`
+//! and `cancel_all_tasks()` can reach a task that is waiting on something
+//! else.
 //!
 //! Every task ends with an output, even when its loop closes (it then
 //! completes with `Closed` without being polled again), so a handle never
 //! waits forever. A failure travels in a [`Failure`] that reports itself to
-//! the loop's exception handler if it is dropped unread (a detached task's
-//! output is dropped as soon as the task ends).
+//! the loop's exception handler if it is dropped unread.
 
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::task::{Context, Poll, RawWakerVTable, Waker};
 
-use futures::task::{waker_ref, ArcWake};
-
-use crate::event_loop::{ExceptionContext, Inner, Ready, Remote};
-use crate::task_cell::TaskCell;
+use crate::event_loop::{ExceptionContext, Inner, Ready};
 use crate::time::SleepTarget;
 use crate::{Error, ErrorKind, EventLoop, TaskContextId};
 
-/// What a task stores as its output.
+/// A task's slab key (two halves) and its loop's registry index. Six bytes
+/// of align 2 fit in async-task's header padding.
+pub(crate) type TaskMeta = [u16; 3];
+pub(crate) type Runnable = async_task::Runnable<TaskMeta>;
+
+fn meta(key: usize, lp: &Inner) -> TaskMeta {
+    let key = u32::try_from(key).unwrap_or(u32::MAX);
+    [key as u16, (key >> 16) as u16, lp.registry_index()]
+}
+
+fn meta_key(m: &TaskMeta) -> usize {
+    (usize::from(m[1]) << 16) | usize::from(m[0])
+}
+
+/// What async-task stores as a task's output.
 type Output<T> = Result<T, Failure>;
 
 /// A failed task's error. Dropped unread (the handle was detached, or dropped
@@ -75,249 +71,24 @@ impl Drop for Failure {
     }
 }
 
-/// A task's waker: which task (slot key and generation) and how to reach
-/// its loop from any thread. `scheduled` is set while the task is queued, so
-/// that any number of wakes queue it once.
-pub(crate) struct TaskWaker {
-    /// Key and generation change only while the table holds the one
-    /// reference (a spare waker lent to a step): a waker anyone else holds
-    /// keeps naming its own task.
-    key: AtomicU32,
-    gen: AtomicU32,
-    scheduled: AtomicBool,
-    remote: Arc<Remote>,
-}
-
-impl ArcWake for TaskWaker {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
-        if !arc_self.scheduled.load(Ordering::Acquire)
-            && !arc_self.scheduled.swap(true, Ordering::AcqRel)
-        {
-            let key = arc_self.key.load(Ordering::Relaxed);
-            let gen = arc_self.gen.load(Ordering::Relaxed);
-            crate::event_loop::schedule_task(&arc_self.remote, key, gen);
-        }
-    }
-}
-
-/// What a task shares with its handle: where the task puts its output, the
-/// waker of whoever awaits the handle, and how far the task got.
-pub(crate) struct Shared<T> {
-    out: Cell<Option<Output<T>>>,
-    awaiter: Cell<Option<Waker>>,
-    state: Cell<State>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Running,
-    /// Running, and the handle is gone: the output is dropped at the end.
-    Detached,
-    /// Finished: the output is in `out` until the handle takes it.
-    Done,
-    /// Dropped unfinished with its loop (which was never closed).
-    Gone,
-}
-
-/// Anything: the future part of a task as its handle sees it (erased).
-trait Erased {}
-
-impl<T: ?Sized> Erased for T {}
-
-/// A task as its loop's table keeps it (erased behind [`Step`]).
-type TaskOf<F> = TaskCell<Shared<<F as Future>::Output>, Stage<F>>;
-
-/// A task as its handle keeps it: typed by the output.
-type Joined<T> = Pin<Rc<TaskCell<Shared<T>, dyn Erased>>>;
-
-/// What the loop knows about one unfinished task.
+/// What the loop knows about one live task.
 pub(crate) struct TaskEntry {
-    /// The task itself; `None` while one of its steps runs (the runner
-    /// holds it) or after a trap abandoned that step (wasm32).
-    cell: Option<Pin<Rc<dyn Step>>>,
-    /// The task's own waker, once its future kept a clone of the waker it
-    /// was polled with (taken out while a step runs).
-    waker: Option<Arc<TaskWaker>>,
-    /// The task's generation; the next vacant slot, while this one is
-    /// vacant.
-    gen: u32,
+    /// The task's own waker, from its first `Pending` on (see `WAKER_KEPT`):
+    /// before that the task is on the ready queue and needs no waking.
+    pub(crate) waker: Option<Waker>,
     /// The sequence number of the task's own sleep, 0 for none (see the
-    /// timer store in `time.rs`).
+    /// timer store in `time.rs`). Fits in the padding: the entry stays 24 bytes.
     pub(crate) sleep_seq: u32,
-    occupied: bool,
-    /// On the ready queue (for a task without a waker of its own).
-    queued: bool,
     pub(crate) cancel_requested: bool,
 }
 
 impl TaskEntry {
-    fn vacant() -> TaskEntry {
+    pub(crate) fn new() -> TaskEntry {
         TaskEntry {
-            cell: None,
             waker: None,
-            gen: 0,
             sleep_seq: 0,
-            occupied: false,
-            queued: false,
             cancel_requested: false,
         }
-    }
-}
-
-/// No slot (the end of the free list).
-const NO_SLOT: u32 = u32::MAX;
-
-/// A loop's unfinished tasks, by key.
-pub(crate) struct TaskTable {
-    slots: Vec<TaskEntry>,
-    /// Wakers nobody else holds, lent to steps (see the module documentation).
-    spare: Vec<Arc<TaskWaker>>,
-    /// The first vacant slot.
-    free: u32,
-    /// Occupied slots: unfinished tasks.
-    live: usize,
-    /// The generation of the latest task (tells a slot's tasks apart).
-    last_gen: u32,
-}
-
-impl Default for TaskTable {
-    fn default() -> TaskTable {
-        TaskTable {
-            slots: Vec::new(),
-            spare: Vec::new(),
-            free: NO_SLOT,
-            live: 0,
-            last_gen: 0,
-        }
-    }
-}
-
-impl Drop for TaskTable {
-    fn drop(&mut self) {
-        // A loop dropped without being closed: its unfinished tasks go with
-        // it, and their handles say so rather than wait forever.
-        for (_, e) in self.iter_mut() {
-            if let Some(cell) = &e.cell {
-                cell.as_ref().abandon();
-            }
-        }
-    }
-}
-
-impl TaskTable {
-    /// The task in slot `key`, if the slot is occupied.
-    #[inline]
-    pub(crate) fn get(&self, key: usize) -> Option<&TaskEntry> {
-        self.slots.get(key).filter(|e| e.occupied)
-    }
-
-    /// The task in slot `key`, if the slot is occupied.
-    #[inline]
-    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut TaskEntry> {
-        self.slots.get_mut(key).filter(|e| e.occupied)
-    }
-
-    /// The occupied slots.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut TaskEntry)> {
-        self.slots
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, e)| e.occupied)
-    }
-
-    /// Puts the task `make(key)` in a vacant slot; returns its key and
-    /// generation.
-    #[inline]
-    fn insert_with(&mut self, make: impl FnOnce(usize) -> Pin<Rc<dyn Step>>) -> (usize, u32) {
-        let key = if self.free == NO_SLOT {
-            self.slots.push(TaskEntry::vacant());
-            self.slots.len() - 1
-        } else {
-            let key = self.free as usize;
-            self.free = self.slots[key].gen;
-            key
-        };
-        self.last_gen = self.last_gen.wrapping_add(1);
-        self.live += 1;
-        let cell = make(key);
-        let e = &mut self.slots[key];
-        e.occupied = true;
-        e.queued = true;
-        e.gen = self.last_gen;
-        e.cell = Some(cell);
-        (key, self.last_gen)
-    }
-
-    /// How many tasks have not finished.
-    pub(crate) fn live(&self) -> usize {
-        self.live
-    }
-
-    /// Frees slot `key` (occupied).
-    #[inline]
-    fn vacate(&mut self, key: usize) {
-        let e = &mut self.slots[key];
-        e.occupied = false;
-        e.gen = self.free;
-        e.queued = false;
-        e.cancel_requested = false;
-        e.sleep_seq = 0;
-        let own = e.waker.take();
-        self.live -= 1;
-        self.free = key as u32;
-        if let Some(w) = own {
-            self.spare_waker(w);
-        }
-    }
-
-    /// Keeps `waker` for later steps if nobody else holds it.
-    #[inline]
-    fn spare_waker(&mut self, waker: Arc<TaskWaker>) {
-        if Arc::strong_count(&waker) == 1 {
-            self.spare.push(waker);
-        }
-    }
-
-    /// Asks every unfinished task not asked yet to cancel, and wakes it;
-    /// returns how many were asked.
-    pub(crate) fn cancel_all(&mut self, remote: &Arc<Remote>) -> usize {
-        let asked: Vec<usize> = self
-            .iter_mut()
-            .filter(|(_, e)| !e.cancel_requested)
-            .map(|(k, e)| {
-                e.cancel_requested = true;
-                k
-            })
-            .collect();
-        for &key in &asked {
-            self.wake(key, remote);
-        }
-        asked.len()
-    }
-
-    /// Queues the task in slot `key` for a wake from the loop itself (a
-    /// cancel, a due sleep of its own).
-    fn wake(&mut self, key: usize, remote: &Arc<Remote>) {
-        let Some(e) = self.get_mut(key) else { return };
-        if let Some(w) = &e.waker {
-            ArcWake::wake_by_ref(w);
-        } else if !e.queued && e.cell.is_some() {
-            // (No cell: its own step runs now and sees the wake's cause
-            // when it returns.) Queued as a waker would queue it: straight
-            // onto the ready queue inside a turn, else through the remote
-            // queue, which wakes the loop (or its host).
-            e.queued = true;
-            crate::event_loop::schedule_task(remote, key as u32, e.gen);
-        }
-    }
-
-    /// A slot for tests of the timer store: no task behind it.
-    #[cfg(test)]
-    pub(crate) fn insert_for_test(&mut self) -> usize {
-        let mut e = TaskEntry::vacant();
-        e.occupied = true;
-        self.slots.push(e);
-        self.slots.len() - 1
     }
 }
 
@@ -356,15 +127,25 @@ pub(crate) fn sleep_target<'a>(lp: &Inner, waker: &'a Waker) -> SleepTarget<'a> 
 
 /// Wakes the task with slab key `key` (a due sleep), if it is still waiting.
 pub(crate) fn wake_task(lp: &Inner, key: u32) {
-    lp.tasks.borrow_mut().wake(key as usize, &lp.remote);
+    // Waking schedules the task on the ready queue; it does not touch the
+    // task table, so the borrow may stay open (and no waker is cloned).
+    let tasks = lp.tasks.borrow();
+    if let Some(w) = tasks.get(key as usize).and_then(|e| e.waker.as_ref()) {
+        w.wake_by_ref();
+    }
 }
 
-/// Tags a [`Stage::Running`] key whose context is stored on the side.
+/// Tags a [`TaskFuture::key`] whose context is stored on the side.
 const OWN_CONTEXT: u32 = 1 << 31;
-/// Tags a [`Stage::Running`] key whose creation site is in
+/// Tags a [`TaskFuture::key`] whose creation site is in
 /// `Inner::debug_locations` (created in debug mode).
 const HAS_LOCATION: u32 = 1 << 30;
-const TAGS: u32 = OWN_CONTEXT | HAS_LOCATION;
+/// Tags a [`TaskFuture::key`] whose task entry holds the task's waker. The
+/// waker is stored at the task's first `Pending`, not at spawn: a task that
+/// finishes in its first step (most short ones) never clones or drops it.
+/// Until then the task is on the ready queue, so nobody needs to wake it.
+const WAKER_KEPT: u32 = 1 << 29;
+const TAGS: u32 = OWN_CONTEXT | HAS_LOCATION | WAKER_KEPT;
 
 fn slab_key(tagged: u32) -> usize {
     (tagged & !TAGS) as usize
@@ -404,137 +185,167 @@ fn take_recorded_location(lp: &Inner, tagged: u32) -> Option<&'static Location<'
 }
 
 pin_project_lite::pin_project! {
-    /// A task: its future while it runs. The key lives in the variant so
+    /// The user's future while it runs. The slab key lives in the variant so
     /// that it shares a word with the enum's tag.
     #[project = StageProj]
-    enum Stage<F: Future> {
+    enum Stage<F> {
         Running {
             #[pin]
             fut: F,
-            // The task's key, plus the OWN_CONTEXT / HAS_LOCATION tags.
+            // The slab key, plus OWN_CONTEXT when the task's context is not
+            // the loop's default one (then it is in `Inner::task_contexts`).
             key: u32,
         },
         Done,
     }
 }
 
-/// A task with its output type erased, as its loop's table keeps it.
-trait Step {
-    /// Runs one step: polls the future once, unless the task was cancelled
-    /// or its loop closed, which end it without polling. Returns `true` once
-    /// the task has finished (its output is with its handle, or dropped).
-    fn step(self: Pin<&Self>, lp: &Rc<Inner>, cx: &mut Context<'_>) -> bool;
-
-    /// The task is dropped unfinished with its loop: tell the handle.
-    fn abandon(self: Pin<&Self>);
-}
-
-impl<F: Future + 'static> Step for TaskOf<F> {
-    fn step(self: Pin<&Self>, lp: &Rc<Inner>, cx: &mut Context<'_>) -> bool {
-        let shared = self.get_ref().shared();
-        // A step never reaches its own task's stage again: `None` cannot
-        // happen (it would leave the task queued for nothing).
-        self.with_stage(|stage| step_stage(stage, shared, lp, cx))
-            .unwrap_or(false)
+pin_project_lite::pin_project! {
+    /// The future async-task runs: the user's future plus bookkeeping. For a
+    /// small future this is 16 bytes, which keeps a pending task in glibc's
+    /// 80-byte size class.
+    struct TaskFuture<F> {
+        #[pin]
+        stage: Stage<F>,
+        lp: Rc<Inner>,
     }
 
-    fn abandon(self: Pin<&Self>) {
-        // The future goes with its loop (its handle may keep the cell), a
-        // panic in its destructor with it.
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            self.with_stage(|mut stage| stage.set(Stage::Done))
-        }));
-        let shared = self.get_ref().shared();
-        if matches!(shared.state.get(), State::Running | State::Detached) {
-            shared.state.set(State::Gone);
-            if let Some(w) = shared.awaiter.take() {
-                w.wake();
+    impl<F> PinnedDrop for TaskFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let StageProj::Running { key, .. } = this.stage.project() {
+                // Dropped before finishing (the loop closed): forget the entry.
+                let tagged = *key;
+                let key = slab_key(tagged);
+                let entry = this
+                    .lp
+                    .tasks
+                    .try_borrow_mut()
+                    .ok()
+                    .and_then(|mut t| t.try_remove(key));
+                if entry.as_ref().is_some_and(|e| e.cancel_requested) {
+                    this.lp.cancels.set(this.lp.cancels.get().saturating_sub(1));
+                }
+                forget_context(this.lp, tagged);
+                let location = take_location(this.lp, tagged);
+                if let (Some(_), true) = (entry, this.lp.debug.get()) {
+                    let lp = EventLoop { inner: this.lp.clone() };
+                    let mut ctx = ExceptionContext::new("Task was destroyed but it is pending");
+                    ctx.location = location;
+                    lp.call_exception_handler(&ctx);
+                }
             }
         }
     }
 }
 
-fn step_stage<F: Future>(
-    mut stage: Pin<&mut Stage<F>>,
-    shared: &Shared<F::Output>,
-    lp: &Rc<Inner>,
-    cx: &mut Context<'_>,
-) -> bool {
-    let StageProj::Running { fut, key: tagged } = stage.as_mut().project() else {
-        return true;
-    };
-    let tagged = *tagged;
-    let key = slab_key(tagged);
-    if lp.is_closed() {
-        // Run once more by `close()` only to end with an output.
-        finish(stage, shared, lp, tagged, Err(closed_before_done()));
-        return true;
-    }
-    let ctx = if tagged & OWN_CONTEXT == 0 {
-        lp.default_ctx.get()
-    } else {
-        lp.task_contexts.borrow()[&key]
-    };
-    let _ctx = crate::context::enter_task_context(ctx);
-    // The task's entry is read only while some cancellation is pending
-    // anywhere in the loop: the common step touches no slab memory.
-    let cancelled = |lp: &Inner| {
-        lp.cancels.get() > 0
-            && lp
-                .tasks
-                .borrow()
-                .get(key)
-                .is_some_and(|e| e.cancel_requested)
-    };
-    if cancelled(lp) {
-        finish(stage, shared, lp, tagged, Err(Error::cancelled()));
-        return true;
-    }
-    lp.current_task.set(CurrentTask {
-        key: key as u32,
-        data: cx.waker().data(),
-        vtable: cx.waker().vtable(),
-    });
-    let result = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-        // A cancel requested while this step ran wins, as in asyncio.
-        Ok(Poll::Ready(_)) | Ok(Poll::Pending) if cancelled(lp) => Err(Error::cancelled()),
-        Ok(Poll::Ready(v)) => Ok(v),
-        Ok(Poll::Pending) => return false,
-        Err(payload) => {
-            let err = Error::from_panic("a task", &*payload);
-            drop(payload);
-            Err(err)
+impl<F: Future> Future for TaskFuture<F> {
+    type Output = Output<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let StageProj::Running { fut, key: tagged } = this.stage.as_mut().project() else {
+            // Unreachable: a finished task is never polled again by async-task.
+            return Poll::Ready(Err(Failure {
+                err: Some(Error::new(
+                    ErrorKind::Closed,
+                    "task polled after completion",
+                )),
+                lp: this.lp.clone(),
+            }));
+        };
+        let tagged = *tagged;
+        let key = slab_key(tagged);
+        let ctx = if tagged & OWN_CONTEXT == 0 {
+            this.lp.default_ctx.get()
+        } else {
+            this.lp.task_contexts.borrow()[&key]
+        };
+        if this.lp.is_closed() {
+            // Run once more by `close()` only to end with an output.
+            return Poll::Ready(finish(
+                this.stage,
+                this.lp,
+                tagged,
+                Err(closed_before_done()),
+            ));
         }
-    };
-    finish(stage, shared, lp, tagged, result);
-    true
+        let _ctx = crate::context::enter_task_context(ctx);
+        // The task's entry is read only while some cancellation is pending
+        // anywhere in the loop: the common step touches no slab memory.
+        let cancelled =
+            |lp: &Inner| lp.cancels.get() > 0 && lp.tasks.borrow()[key].cancel_requested;
+        if cancelled(this.lp) {
+            return Poll::Ready(finish(this.stage, this.lp, tagged, Err(Error::cancelled())));
+        }
+        this.lp.current_task.set(CurrentTask {
+            key: key as u32,
+            data: cx.waker().data(),
+            vtable: cx.waker().vtable(),
+        });
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => {
+                // A cancel requested while this step ran wins, as in asyncio.
+                let result = if cancelled(this.lp) {
+                    Err(Error::cancelled())
+                } else {
+                    Ok(v)
+                };
+                Poll::Ready(finish(this.stage, this.lp, tagged, result))
+            }
+            Ok(Poll::Pending) => {
+                if cancelled(this.lp) {
+                    // Cancelled while it ran (for example by itself).
+                    return Poll::Ready(finish(
+                        this.stage,
+                        this.lp,
+                        tagged,
+                        Err(Error::cancelled()),
+                    ));
+                }
+                if tagged & WAKER_KEPT == 0 {
+                    // The first wait: from now on cancel() and due sleeps
+                    // wake the task through its entry. The task's own waker
+                    // never changes, so this happens once.
+                    if let Some(entry) = this.lp.tasks.borrow_mut().get_mut(key) {
+                        entry.waker = Some(cx.waker().clone());
+                    }
+                    if let StageProj::Running { key, .. } = this.stage.project() {
+                        *key |= WAKER_KEPT;
+                    }
+                }
+                Poll::Pending
+            }
+            Err(payload) => {
+                let err = Error::from_panic("a task", &*payload);
+                drop(payload);
+                Poll::Ready(finish(this.stage, this.lp, tagged, Err(err)))
+            }
+        }
+    }
 }
 
-/// Drops the task's future (containing a panic in its destructor), forgets
-/// what the loop kept on the side for it and hands its output to its handle
-/// (or drops it, when the handle is gone).
+/// Drops the user's future (containing a panic in its destructor), removes the
+/// task's entry and reports an error nobody will read.
 fn finish<F: Future>(
     mut stage: Pin<&mut Stage<F>>,
-    shared: &Shared<F::Output>,
     lp: &Rc<Inner>,
     tagged_key: u32,
     mut result: Result<F::Output, Error>,
-) {
+) -> Output<F::Output> {
     let key = slab_key(tagged_key);
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done))) {
         let err = Error::from_panic("dropping a task's future", &*p);
         result = Err(err);
     }
-    if lp.cancels.get() > 0 {
-        if let Some(e) = lp.tasks.borrow_mut().get_mut(key) {
-            if std::mem::take(&mut e.cancel_requested) {
-                lp.cancels.set(lp.cancels.get().saturating_sub(1));
-            }
-        }
+    let entry = lp.tasks.borrow_mut().try_remove(key);
+    if entry.as_ref().is_some_and(|e| e.cancel_requested) {
+        lp.cancels.set(lp.cancels.get().saturating_sub(1));
     }
     forget_context(lp, tagged_key);
     let location = take_location(lp, tagged_key);
-    let output = result.map_err(|mut err| {
+    drop(entry);
+    result.map_err(|mut err| {
         if let Some(location) = location {
             err.set_location(location);
         }
@@ -550,19 +361,7 @@ fn finish<F: Future>(
             err: Some(err),
             lp: lp.clone(),
         }
-    });
-    // With its handle gone, the output is dropped here (a failure in it
-    // reports itself).
-    let detached = shared.state.get() == State::Detached;
-    shared.state.set(State::Done);
-    if detached {
-        drop(output);
-    } else {
-        shared.out.set(Some(output));
-        if let Some(w) = shared.awaiter.take() {
-            w.wake();
-        }
-    }
+    })
 }
 
 fn report(lp: &EventLoop, message: &str, err: Error, location: Option<&'static Location<'static>>) {
@@ -580,40 +379,37 @@ pub(crate) fn spawn<F: Future + 'static>(
     location: &'static Location<'static>,
 ) -> Task<F::Output> {
     let inner = &lp.inner;
-    let mut joined = None;
-    // The slot's waker is brought up to date at the task's first step:
-    // until then the task is queued and nobody needs to wake it.
-    let (key, gen) = inner.tasks.borrow_mut().insert_with(|key| {
-        // 2^30 live tasks would need tens of gigabytes first.
-        let mut tagged_key = u32::try_from(key).unwrap_or(HAS_LOCATION - 1) & !TAGS;
-        if inner.debug.get() {
-            inner.debug_locations.borrow_mut().insert(key, location);
-            tagged_key |= HAS_LOCATION;
-        }
-        if ctx != inner.default_ctx.get() {
-            inner.task_contexts.borrow_mut().insert(key, ctx);
-            tagged_key |= OWN_CONTEXT;
-        }
-        let cell: Pin<Rc<TaskOf<F>>> = Rc::pin(TaskCell::new(
-            Shared {
-                out: Cell::new(None),
-                awaiter: Cell::new(None),
-                state: Cell::new(State::Running),
-            },
-            Stage::Running {
-                fut,
-                key: tagged_key,
-            },
-        ));
-        joined = Some(cell.clone());
-        cell
-    });
-    let key32 = (key as u32) & !TAGS;
+    let key = inner.tasks.borrow_mut().insert(TaskEntry::new());
+    // 2^29 live tasks would need tens of gigabytes first.
+    let mut tagged_key = u32::try_from(key).unwrap_or(WAKER_KEPT - 1) & !TAGS;
+    if inner.debug.get() {
+        inner.debug_locations.borrow_mut().insert(key, location);
+        tagged_key |= HAS_LOCATION;
+    }
+    if ctx != inner.default_ctx.get() {
+        inner.task_contexts.borrow_mut().insert(key, ctx);
+        tagged_key |= OWN_CONTEXT;
+    }
+    let wrapper = TaskFuture {
+        stage: Stage::Running {
+            fut,
+            key: tagged_key,
+        },
+        lp: inner.clone(),
+    };
+    let remote = inner.remote.clone();
+    let (runnable, task) = async_task::Builder::new()
+        .metadata(meta(key, inner))
+        .spawn_local(
+            move |_| wrapper,
+            move |r| crate::event_loop::schedule_task(&remote, r),
+        );
+    // The entry gets the task's waker at its first wait (see WAKER_KEPT).
     if inner.is_closed() {
         // Never polls the future: ends at once with `Closed`.
-        run_task(inner, key32, gen);
+        runnable.run();
     } else {
-        inner.ready.borrow_mut().push_back(Ready::Task(key32, gen));
+        inner.ready.borrow_mut().push_back(Ready::Task(runnable));
         // Inside a turn (tasks spawning tasks) the turn's end schedules the
         // next one: no host call per spawn.
         #[cfg(target_arch = "wasm32")]
@@ -622,99 +418,8 @@ pub(crate) fn spawn<F: Future + 'static>(
         }
     }
     Task {
-        cell: joined.map(|c| c as Joined<F::Output>),
-        lp: Rc::downgrade(inner),
-        key: key32,
-        gen,
-    }
-}
-
-/// Runs one step of the task with slab key `key`, if it is still the task of
-/// generation `gen` and has not finished (a queued wake can outlive it).
-pub(crate) fn run_task(lp: &Rc<Inner>, key: u32, gen: u32) {
-    let (cell, waker) = {
-        let mut tasks = lp.tasks.borrow_mut();
-        let tasks = &mut *tasks;
-        let Some(e) = tasks
-            .slots
-            .get_mut(key as usize)
-            .filter(|e| e.occupied && e.gen == gen)
-        else {
-            return;
-        };
-        let Some(cell) = e.cell.take() else {
-            return;
-        };
-        e.queued = false;
-        match e.waker.take() {
-            Some(w) => (cell, w),
-            None => {
-                // A spare (nobody else holds it: it may be renamed).
-                let w = match tasks.spare.pop() {
-                    Some(w) => {
-                        w.key.store(key, Ordering::Relaxed);
-                        w.gen.store(gen, Ordering::Relaxed);
-                        w
-                    }
-                    None => Arc::new(TaskWaker {
-                        key: AtomicU32::new(key),
-                        gen: AtomicU32::new(gen),
-                        scheduled: AtomicBool::new(false),
-                        remote: lp.remote.clone(),
-                    }),
-                };
-                (cell, w)
-            }
-        }
-    };
-    // Wakes from now on queue the task again. (A swap, not a store: it
-    // acquires what a waker on another thread published before waking.)
-    waker.scheduled.swap(false, Ordering::AcqRel);
-    let done = {
-        let w = waker_ref(&waker);
-        let mut cx = Context::from_waker(&w);
-        cell.as_ref().step(lp, &mut cx)
-    };
-    let mut guard = lp.tasks.borrow_mut();
-    let tasks = &mut *guard;
-    let Some(e) = tasks.slots.get_mut(key as usize).filter(|e| e.occupied) else {
-        // Unreachable: only the task itself frees its entry.
-        return;
-    };
-    if done {
-        tasks.vacate(key as usize);
-        tasks.spare_waker(waker);
-        drop(guard);
-        // The handle may hold the cell still (for the output); if not, the
-        // finished task is freed here, outside the borrow.
-        drop(cell);
-        return;
-    }
-    e.cell = Some(cell);
-    if Arc::strong_count(&waker) > 1 || waker.scheduled.load(Ordering::Acquire) {
-        // The future kept the waker (it is the task's own while someone
-        // holds it), or woke it during the step (a yield: the task is queued
-        // and its next step reuses it).
-        e.waker = Some(waker);
-    } else {
-        // Nobody can wake it but the loop: back to the spares.
-        tasks.spare.push(waker);
-    }
-}
-
-/// Ends every unfinished task of a closing loop with `Closed`, without
-/// polling their futures again (so every handle resolves).
-pub(crate) fn close_all(lp: &Rc<Inner>) {
-    let unfinished: Vec<(u32, u32)> = lp
-        .tasks
-        .borrow_mut()
-        .iter_mut()
-        .map(|(k, e)| (k as u32, e.gen))
-        .collect();
-    // One at a time: dropping a future runs user code, which may touch the
-    // loop again (a task created now ends at once).
-    for (key, gen) in unfinished {
-        run_task(lp, key, gen);
+        raw: Some(task),
+        _not_send: PhantomData,
     }
 }
 
@@ -747,13 +452,9 @@ pub(crate) fn close_all(lp: &Rc<Inner>) {
 /// ```
 #[must_use = "a dropped Task keeps running detached; bind it to `_task` or call `.detach()` to say so"]
 pub struct Task<T> {
-    /// The task; `None` once the handle took the output.
-    cell: Option<Joined<T>>,
-    // Weak: a handle does not keep its loop alive.
-    lp: Weak<Inner>,
-    /// The task's key and generation in its loop's task table.
-    key: u32,
-    gen: u32,
+    // One pointer: handles are often kept in arrays inside other futures.
+    raw: Option<async_task::Task<Output<T>, TaskMeta>>,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<T> Task<T> {
@@ -772,36 +473,32 @@ impl<T> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn cancel(&self) -> bool {
-        let Some(inner) = self.live_loop() else {
+        let Some(raw) = &self.raw else { return false };
+        if raw.is_finished() {
+            return false;
+        }
+        // An unfinished task keeps its loop alive, so the registry has it.
+        let Some(lp) = crate::event_loop::loop_by_index(raw.metadata()[2]) else {
             return false;
         };
-        let mut tasks = inner.tasks.borrow_mut();
-        match tasks.get_mut(self.key as usize) {
-            Some(entry) if entry.gen == self.gen => {
-                if !entry.cancel_requested {
-                    entry.cancel_requested = true;
-                    inner.cancels.set(inner.cancels.get() + 1);
+        let inner = &lp.inner;
+        let waker = {
+            let mut tasks = inner.tasks.borrow_mut();
+            match tasks.get_mut(meta_key(raw.metadata())) {
+                Some(entry) => {
+                    if !entry.cancel_requested {
+                        entry.cancel_requested = true;
+                        inner.cancels.set(inner.cancels.get() + 1);
+                    }
+                    entry.waker.clone()
                 }
+                None => return false,
             }
-            _ => return false,
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
-        tasks.wake(self.key as usize, &inner.remote);
         true
-    }
-
-    /// What the task shares with this handle, until the output is taken.
-    #[inline]
-    fn shared(&self) -> Option<&Shared<T>> {
-        self.cell.as_ref().map(|c| c.shared())
-    }
-
-    /// The task's loop, while the task runs.
-    fn live_loop(&self) -> Option<Rc<Inner>> {
-        if self.done() {
-            None
-        } else {
-            self.lp.upgrade()
-        }
     }
 
     /// Whether the task has finished (with a value, an error or a
@@ -818,8 +515,31 @@ impl<T> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn done(&self) -> bool {
-        self.shared()
-            .is_none_or(|s| s.state.get() != State::Running)
+        self.raw.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Takes the result if the task is done, without a loop (`Task.result()`).
+    /// Returns `None` while the task runs, or after the result was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let mut t = lp.create_task(async { 5 });
+    /// assert!(t.try_result().is_none());
+    /// lp.run_until_complete(aioloop::yield_now()).unwrap();
+    /// assert_eq!(t.try_result().unwrap().unwrap(), 5);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn try_result(&mut self) -> Option<Result<T, Error>> {
+        if !self.raw.as_ref()?.is_finished() {
+            return None;
+        }
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match Pin::new(self).poll(&mut cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
     }
 
     /// Drops the handle on purpose: the task keeps running.
@@ -845,33 +565,8 @@ impl<T> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn get_loop(&self) -> Option<EventLoop> {
-        self.lp.upgrade().map(|inner| EventLoop { inner })
-    }
-}
-
-impl<T> Task<T> {
-    /// Takes the result if the task is done, without a loop (`Task.result()`).
-    /// Returns `None` while the task runs, or after the result was taken.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let lp = aioloop::EventLoop::new().unwrap();
-    /// let mut t = lp.create_task(async { 5 });
-    /// assert!(t.try_result().is_none());
-    /// lp.run_until_complete(aioloop::yield_now()).unwrap();
-    /// assert_eq!(t.try_result().unwrap().unwrap(), 5);
-    /// # lp.close().unwrap();
-    /// ```
-    pub fn try_result(&mut self) -> Option<Result<T, Error>> {
-        if self.cell.is_none() || !self.done() {
-            return None;
-        }
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        match Pin::new(self).poll(&mut cx) {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => None,
-        }
+        let raw = self.raw.as_ref()?;
+        crate::event_loop::loop_by_index(raw.metadata()[2])
     }
 }
 
@@ -886,43 +581,32 @@ impl<T> Future for Task<T> {
     type Output = Result<T, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
-        let Some(shared) = self.shared() else {
+        let Some(raw) = self.raw.as_mut() else {
             return Poll::Ready(Err(Error::new(
                 ErrorKind::InvalidInput,
                 "the task's result was already taken: a Task resolves once",
             )));
         };
-        if let Some(r) = shared.out.take() {
-            self.cell = None;
-            return Poll::Ready(r.map_err(Failure::into_error));
+        match Pin::new(raw).poll(cx) {
+            Poll::Ready(r) => {
+                // The output is taken: detaching frees the task without the
+                // cancel step a plain drop makes.
+                if let Some(raw) = self.raw.take() {
+                    raw.detach();
+                }
+                Poll::Ready(r.map_err(Failure::into_error))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        if shared.state.get() == State::Running {
-            // It wakes the latest awaiter when it ends.
-            let w = match shared.awaiter.take() {
-                Some(w) if w.will_wake(cx.waker()) => w,
-                _ => cx.waker().clone(),
-            };
-            shared.awaiter.set(Some(w));
-            return Poll::Pending;
-        }
-        // Dropped unfinished: its loop was dropped without being closed.
-        self.cell = None;
-        Poll::Ready(Err(Error::new(
-            ErrorKind::Closed,
-            "the task's event loop was dropped before the task finished",
-        )))
     }
 }
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        // Detach, not cancel: the task keeps running, and drops its output
-        // when it ends (a `Failure` in it reports itself). A result nobody
-        // read is dropped with the cell.
-        if let Some(shared) = self.shared() {
-            if shared.state.get() == State::Running {
-                shared.state.set(State::Detached);
-            }
+        // Detach, not cancel: the task keeps running. A result nobody read is
+        // dropped by async-task, and a `Failure` in it reports itself.
+        if let Some(raw) = self.raw.take() {
+            raw.detach();
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use slab::Slab;
 
 use crate::event_loop::handle::Callback;
-use crate::task::TaskTable;
+use crate::task::TaskEntry;
 use crate::{Error, ErrorKind, EventLoop};
 
 /// The loop's clock: a monotonic instant, [`std::time::Instant`] itself on
@@ -233,7 +233,7 @@ impl TimerHeap {
         &mut self,
         when: u64,
         target: SleepTarget<'_>,
-        tasks: &mut TaskTable,
+        tasks: &mut Slab<TaskEntry>,
     ) -> SleepId {
         let seq = self.next_seq();
         let key = match target {
@@ -256,7 +256,7 @@ impl TimerHeap {
     }
 
     /// Whether the sleep is still waiting (not fired, not cancelled).
-    pub(crate) fn sleep_pending(&self, id: SleepId, tasks: &TaskTable) -> bool {
+    pub(crate) fn sleep_pending(&self, id: SleepId, tasks: &Slab<TaskEntry>) -> bool {
         live(&self.callbacks, &self.sleeps, tasks, id.key, id.seq)
     }
 
@@ -267,7 +267,7 @@ impl TimerHeap {
         id: SleepId,
         when: u64,
         target: SleepTarget<'_>,
-        tasks: &mut TaskTable,
+        tasks: &mut Slab<TaskEntry>,
     ) -> (SleepId, Option<Waker>) {
         if id.key & IN_TASK != 0 {
             if matches!(target, SleepTarget::Task(k) if k == id.key & KEY_MASK) {
@@ -301,7 +301,11 @@ impl TimerHeap {
     }
 
     /// Cancels a waiting sleep. Returns a waker to drop outside the borrows.
-    pub(crate) fn cancel_sleep(&mut self, id: SleepId, tasks: &mut TaskTable) -> Option<Waker> {
+    pub(crate) fn cancel_sleep(
+        &mut self,
+        id: SleepId,
+        tasks: &mut Slab<TaskEntry>,
+    ) -> Option<Waker> {
         if !self.sleep_pending(id, tasks) {
             return None;
         }
@@ -320,7 +324,7 @@ impl TimerHeap {
     }
 
     /// Drops stale entries when they are more than half of a large heap.
-    pub(crate) fn maybe_compact(&mut self, tasks: &TaskTable) {
+    pub(crate) fn maybe_compact(&mut self, tasks: &Slab<TaskEntry>) {
         let len = self.heap.len() + self.sorted.len();
         if len > COMPACT_MIN && self.stale * 2 > len {
             let (callbacks, sleeps) = (&self.callbacks, &self.sleeps);
@@ -373,7 +377,7 @@ impl TimerHeap {
     }
 
     /// The earliest live deadline, dropping stale entries on the way.
-    pub(crate) fn next_deadline(&mut self, tasks: &TaskTable) -> Option<Instant> {
+    pub(crate) fn next_deadline(&mut self, tasks: &Slab<TaskEntry>) -> Option<Instant> {
         while let Some(top) = self.peek() {
             if live(&self.callbacks, &self.sleeps, tasks, top.key, top.seq) {
                 return Some(from_nanos(top.when));
@@ -388,7 +392,7 @@ impl TimerHeap {
     pub(crate) fn pop_due(
         &mut self,
         now: Instant,
-        tasks: &mut TaskTable,
+        tasks: &mut Slab<TaskEntry>,
         mut due: impl FnMut(Fired),
     ) {
         let now = to_nanos(now);
@@ -437,7 +441,7 @@ impl TimerHeap {
 fn live(
     callbacks: &Slab<CallbackSlot>,
     sleeps: &Slab<SleepSlot>,
-    tasks: &TaskTable,
+    tasks: &Slab<TaskEntry>,
     key: u32,
     seq: u32,
 ) -> bool {
@@ -780,7 +784,7 @@ mod tests {
         Once::boxed(move || log.borrow_mut().push(n), None, Location::caller())
     }
 
-    fn run_due(heap: &mut TimerHeap, tasks: &mut TaskTable, now: Instant) -> Vec<u32> {
+    fn run_due(heap: &mut TimerHeap, tasks: &mut Slab<TaskEntry>, now: Instant) -> Vec<u32> {
         let mut woken = Vec::new();
         heap.pop_due(now, tasks, |f| match f {
             Fired::Callback(cb) => cb.run(),
@@ -790,10 +794,10 @@ mod tests {
         woken
     }
 
-    fn tasks(n: usize) -> TaskTable {
-        let mut s = TaskTable::default();
+    fn tasks(n: usize) -> Slab<TaskEntry> {
+        let mut s = Slab::new();
         for _ in 0..n {
-            s.insert_for_test();
+            s.insert(TaskEntry::new());
         }
         s
     }
@@ -889,10 +893,10 @@ mod tests {
         let t0 = Instant::now();
         let when = to_nanos(t0);
         let id = heap.push_sleep(when, SleepTarget::Task(3), &mut tasks);
-        assert_eq!(tasks.get(3).unwrap().sleep_seq, id.seq);
+        assert_eq!(tasks[3].sleep_seq, id.seq);
         let w = futures::task::noop_waker();
         let (id, _) = heap.retarget_sleep(id, when, SleepTarget::Waker(&w), &mut tasks);
-        assert_eq!(tasks.get(3).unwrap().sleep_seq, 0);
+        assert_eq!(tasks[3].sleep_seq, 0);
         assert_eq!(heap.wakers.len(), 1);
         let (id, old) = heap.retarget_sleep(id, when, SleepTarget::Task(4), &mut tasks);
         assert!(old.is_some());

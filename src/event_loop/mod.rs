@@ -33,7 +33,7 @@ use crate::backend::Event;
 use crate::backend::{Backend, Driver};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::executor::{Executor, ExecutorFuture};
-use crate::task::{Task, TaskTable};
+use crate::task::{Runnable, Task, TaskEntry};
 use crate::time::{self, Instant, Sleep, TimerHeap};
 use crate::{Error, ErrorKind, TaskContextId};
 
@@ -42,13 +42,12 @@ pub use handle::{Handle, TimerHandle};
 pub use threadsafe::ThreadsafeHandle;
 
 use handle::{Callback, Once};
-pub(crate) use threadsafe::Remote;
+use threadsafe::Remote;
 
 /// One entry of the ready queue.
 pub(crate) enum Ready {
     Callback(Rc<dyn Callback>),
-    /// A task step: the task's slab key and generation.
-    Task(u32, u32),
+    Task(Runnable),
     /// A due sleep of the task with this key: wake it.
     WakeTask(u32),
     /// A due sleep polled through a foreign waker.
@@ -61,7 +60,7 @@ pub(crate) enum Ready {
 pub(crate) struct Inner {
     pub(crate) ready: RefCell<VecDeque<Ready>>,
     pub(crate) timers: RefCell<TimerHeap>,
-    pub(crate) tasks: RefCell<TaskTable>,
+    pub(crate) tasks: RefCell<Slab<TaskEntry>>,
     /// The task context of tasks that do not store one (most of them).
     pub(crate) default_ctx: Cell<TaskContextId>,
     /// The contexts of the other tasks, by slab key.
@@ -114,7 +113,6 @@ impl Inner {
     }
 
     /// This loop's index in the thread's loop registry.
-    #[cfg_attr(not(all(target_arch = "wasm32", feature = "js")), allow(dead_code))]
     pub(crate) fn registry_index(&self) -> u16 {
         self.registry_index.get()
     }
@@ -125,13 +123,12 @@ const MAX_LOOPS_PER_THREAD: usize = u16::MAX as usize;
 const UNREGISTERED: u16 = u16::MAX;
 
 thread_local! {
-    /// The loops alive on this thread, so that the JS API can name a loop by
-    /// a small number (its index here).
+    /// The loops alive on this thread, so that a one-pointer `Task` handle
+    /// can find its loop from the index in the task's metadata.
     static LOOPS: RefCell<Slab<Weak<Inner>>> = const { RefCell::new(Slab::new()) };
 }
 
 /// The live loop with registry index `index` on this thread.
-#[cfg_attr(not(all(target_arch = "wasm32", feature = "js")), allow(dead_code))]
 pub(crate) fn loop_by_index(index: u16) -> Option<EventLoop> {
     LOOPS
         .try_with(|l| l.borrow().get(usize::from(index)).and_then(Weak::upgrade))
@@ -335,7 +332,7 @@ impl LoopBuilder {
         let inner = Rc::new(Inner {
             ready: RefCell::new(VecDeque::with_capacity(64)),
             timers: RefCell::new(TimerHeap::default()),
-            tasks: RefCell::new(TaskTable::default()),
+            tasks: RefCell::new(Slab::new()),
             debug_locations: RefCell::new(HashMap::new()),
             current_task: Cell::new(crate::task::CurrentTask::default()),
             cancels: Cell::new(0),
@@ -638,7 +635,7 @@ impl EventLoop {
     /// tasks in the default context store none). Only while no task lives.
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn prefer_context(&self, ctx: TaskContextId) {
-        if self.inner.tasks.borrow().live() == 0 {
+        if self.inner.tasks.borrow().is_empty() {
             self.inner.default_ctx.set(ctx);
         }
     }
@@ -656,7 +653,7 @@ impl EventLoop {
     /// # lp.close().unwrap();
     /// ```
     pub fn pending_tasks(&self) -> usize {
-        self.inner.tasks.borrow().live()
+        self.inner.tasks.borrow().len()
     }
 
     /// Asks every unfinished task to cancel (they end with
@@ -676,9 +673,22 @@ impl EventLoop {
     // `run` and `Runner` do not exist on wasm32.
     #[cfg_attr(target_arch = "wasm32", allow(rustdoc::broken_intra_doc_links))]
     pub fn cancel_all_tasks(&self) -> usize {
-        let inner = &self.inner;
-        let n = inner.tasks.borrow_mut().cancel_all(&inner.remote);
-        inner.cancels.set(inner.cancels.get() + n);
+        let wakers: Vec<_> = {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            tasks
+                .iter_mut()
+                .filter(|(_, e)| !e.cancel_requested)
+                .map(|(_, e)| {
+                    e.cancel_requested = true;
+                    e.waker.clone()
+                })
+                .collect()
+        };
+        let n = wakers.len();
+        self.inner.cancels.set(self.inner.cancels.get() + n);
+        for w in wakers.into_iter().flatten() {
+            w.wake();
+        }
         n
     }
 
@@ -1011,11 +1021,33 @@ impl EventLoop {
         let remote_items = inner.remote.close();
         let ready = std::mem::take(&mut *inner.ready.borrow_mut());
         let timers = inner.timers.borrow_mut().take_all();
-        drop((remote_items, ready, timers));
-        // Every unfinished task runs one last step, which ends it with
-        // `Closed` without polling its future again (so every handle
-        // resolves), and drops its future.
-        crate::task::close_all(inner);
+        // Queued tasks run one last step, which ends them with `Closed`
+        // without polling their futures again (so every handle resolves).
+        for item in ready
+            .into_iter()
+            .chain(remote_items.into_iter().filter_map(|i| match i {
+                threadsafe::RemoteItem::Task(r) => Some(Ready::Task(r)),
+                _ => None,
+            }))
+        {
+            if let Ready::Task(r) = item {
+                r.run();
+            }
+        }
+        drop(timers);
+        // Tasks parked on something else: waking them now hands their
+        // runnables to the closed remote queue, which runs that last step on
+        // this thread, so each task ends (its handle resolves to `Closed`) and
+        // its future is dropped.
+        let wakers: Vec<_> = inner
+            .tasks
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(|(_, e)| e.waker.take())
+            .collect();
+        for w in wakers {
+            w.wake();
+        }
         #[cfg(unix)]
         self.close_io();
         // Tasks waiting on sockets: their next operation reports `Closed`.

@@ -51,24 +51,22 @@ pub(crate) fn running_loop() -> Option<EventLoop> {
 /// Queues a task woken by its waker: straight onto the ready queue when its
 /// loop is the one running on this thread (no lock, no syscall), else through
 /// the loop's remote queue.
-pub(crate) fn schedule_task(remote: &Arc<Remote>, key: u32, gen: u32) {
-    let queued = RUNNING
+pub(crate) fn schedule_task(remote: &Arc<Remote>, runnable: crate::task::Runnable) {
+    let runnable = RUNNING
         .try_with(|r| {
             if let Ok(r) = r.try_borrow() {
                 if let Some(lp) = r.as_ref() {
                     if Arc::ptr_eq(&lp.inner.remote, remote) {
-                        if let Ok(mut ready) = lp.inner.ready.try_borrow_mut() {
-                            ready.push_back(Ready::Task(key, gen));
-                            return true;
-                        }
+                        lp.inner.ready.borrow_mut().push_back(Ready::Task(runnable));
+                        return None;
                     }
                 }
             }
-            false
+            Some(runnable)
         })
-        .unwrap_or(false);
-    if !queued {
-        remote.push_task(key, gen);
+        .unwrap_or(None);
+    if let Some(runnable) = runnable {
+        remote.push_task(runnable);
     }
 }
 
@@ -375,7 +373,9 @@ impl EventLoop {
     #[inline]
     pub(super) fn run_item(&self, item: Ready, main: &mut dyn FnMut()) {
         match item {
-            Ready::Task(key, gen) => crate::task::run_task(&self.inner, key, gen),
+            Ready::Task(runnable) => {
+                runnable.run();
+            }
             Ready::Callback(cb) => self.run_callback(&*cb),
             Ready::Main => main(),
             Ready::WakeTask(key) => crate::task::wake_task(&self.inner, key),
@@ -385,7 +385,7 @@ impl EventLoop {
 
     pub(super) fn run_item_timed(&self, item: Ready, main: &mut dyn FnMut()) {
         let what = match &item {
-            Ready::Task(..) => "a task step".to_string(),
+            Ready::Task(_) => "a task step".to_string(),
             Ready::Callback(cb) => format!("the callback scheduled at {}", cb.location()),
             Ready::Main => "the run_until_complete future".to_string(),
             Ready::WakeTask(_) | Ready::Wake(_) => "a timer wake-up".to_string(),
@@ -470,7 +470,7 @@ impl EventLoop {
                 RemoteItem::Callback(f, location) => ready.push_back(Ready::Callback(
                     super::handle::Once::boxed(f, None, location),
                 )),
-                RemoteItem::Task(key, gen) => ready.push_back(Ready::Task(key, gen)),
+                RemoteItem::Task(r) => ready.push_back(Ready::Task(r)),
                 RemoteItem::Main => ready.push_back(Ready::Main),
                 RemoteItem::Stop => inner.stopping.set(true),
             }

@@ -4,14 +4,15 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
 
 use crate::backend::Notifier;
+use crate::task::Runnable;
 use crate::Error;
 
 pub(crate) enum RemoteItem {
     Callback(Box<dyn FnOnce() + Send>, &'static Location<'static>),
-    /// A task woken off the loop: its slab key and generation.
-    Task(u32, u32),
+    Task(Runnable),
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // no run_until_complete there
     Main,
     Stop,
@@ -24,6 +25,7 @@ pub(crate) struct Remote {
     /// is signalled only on its false -> true edge.
     pending: AtomicBool,
     notifier: Arc<Notifier>,
+    owner: ThreadId,
 }
 
 struct RemoteQueue {
@@ -40,6 +42,7 @@ impl Remote {
             }),
             pending: AtomicBool::new(false),
             notifier,
+            owner: thread::current().id(),
         }
     }
 
@@ -67,10 +70,19 @@ impl Remote {
     }
 
     /// Queues a task woken off the loop (another thread, or the loop's thread
-    /// while it is not running). A closed loop has ended all its tasks
-    /// already: the wake is dropped.
-    pub(crate) fn push_task(&self, key: u32, gen: u32) {
-        let _ = self.push(RemoteItem::Task(key, gen));
+    /// while it is not running).
+    pub(crate) fn push_task(&self, runnable: Runnable) {
+        if let Err(RemoteItem::Task(runnable)) = self.push(RemoteItem::Task(runnable)) {
+            // The loop is closed. On its own thread the task runs one last
+            // step, which ends it with `Closed` without polling its future.
+            // A local task may not be touched on another thread: there it is
+            // leaked rather than dropped unsoundly.
+            if thread::current().id() == self.owner {
+                runnable.run();
+            } else {
+                std::mem::forget(runnable);
+            }
+        }
     }
 
     pub(crate) fn has_pending(&self) -> bool {
