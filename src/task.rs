@@ -80,6 +80,15 @@ pub(crate) struct TaskEntry {
     /// timer store in `time.rs`). Fits in the padding: the entry stays 24 bytes.
     pub(crate) sleep_seq: u32,
     pub(crate) cancel_requested: bool,
+    /// wasm32: whoever awaits the task's handle, so that a trap cutting a
+    /// step short can wake it (async-task never will: see
+    /// [`abandon_trapped_step`]).
+    #[cfg(target_arch = "wasm32")]
+    joiner: Option<Waker>,
+    /// wasm32: the panic a trap ended the task with, until its handle
+    /// takes it.
+    #[cfg(target_arch = "wasm32")]
+    trapped: Option<Error>,
 }
 
 impl TaskEntry {
@@ -88,7 +97,33 @@ impl TaskEntry {
             waker: None,
             sleep_seq: 0,
             cancel_requested: false,
+            #[cfg(target_arch = "wasm32")]
+            joiner: None,
+            #[cfg(target_arch = "wasm32")]
+            trapped: None,
         }
+    }
+}
+
+/// After a trap in a turn of `lp` (wasm32): a task whose step the trap cut
+/// short ends with `err`. Its async-task runnable died with the step, so the
+/// task is marked in its entry and whoever awaits its handle is woken; the
+/// handle then resolves to `err` (see `Task::poll`). Its future is leaked,
+/// never dropped: after a trap it may be half-way through a change.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn abandon_trapped_step(lp: &Inner, mut err: Error) {
+    let Some(key) = lp.host.stepping.take() else {
+        return;
+    };
+    // The recovery reports the trap to the exception handler itself.
+    err.mark_reported();
+    let joiner = lp.tasks.try_borrow_mut().ok().and_then(|mut tasks| {
+        let e = tasks.get_mut(key as usize)?;
+        e.trapped = Some(err);
+        e.joiner.take()
+    });
+    if let Some(w) = joiner {
+        w.wake();
     }
 }
 
@@ -283,7 +318,13 @@ impl<F: Future> Future for TaskFuture<F> {
             data: cx.waker().data(),
             vtable: cx.waker().vtable(),
         });
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        // A trap (wasm32: a panic aborts the step) ends the task from here.
+        #[cfg(target_arch = "wasm32")]
+        this.lp.host.stepping.set(Some(key as u32));
+        let polled = catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
+        #[cfg(target_arch = "wasm32")]
+        this.lp.host.stepping.set(None);
+        match polled {
             Ok(Poll::Ready(v)) => {
                 // A cancel requested while this step ran wins, as in asyncio.
                 let result = if cancelled(this.lp) {
@@ -515,7 +556,10 @@ impl<T> Task<T> {
     /// # lp.close().unwrap();
     /// ```
     pub fn done(&self) -> bool {
-        self.raw.as_ref().is_none_or(|r| r.is_finished())
+        let finished = self.raw.as_ref().is_none_or(|r| r.is_finished());
+        #[cfg(target_arch = "wasm32")]
+        let finished = finished || self.is_trapped();
+        finished
     }
 
     /// Takes the result if the task is done, without a loop (`Task.result()`).
@@ -596,8 +640,72 @@ impl<T> Future for Task<T> {
                 }
                 Poll::Ready(r.map_err(Failure::into_error))
             }
+            #[cfg(target_arch = "wasm32")]
+            Poll::Pending => match self.trapped(Some(cx.waker())) {
+                Some(err) => {
+                    // The runnable died with the trapped step: the task's
+                    // allocation (and future) is leaked, never freed.
+                    if let Some(raw) = self.raw.take() {
+                        raw.detach();
+                    }
+                    Poll::Ready(Err(err))
+                }
+                None => Poll::Pending,
+            },
+            #[cfg(not(target_arch = "wasm32"))]
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+impl<T> Task<T> {
+    /// wasm32: whether a trap ended the unfinished task.
+    fn is_trapped(&self) -> bool {
+        let Some(raw) = self.raw.as_ref() else {
+            return false;
+        };
+        let Some(lp) = crate::event_loop::loop_by_index(raw.metadata()[2]) else {
+            return false;
+        };
+        let tasks = lp.inner.tasks.try_borrow();
+        tasks.is_ok_and(|t| {
+            t.get(meta_key(raw.metadata()))
+                .is_some_and(|e| e.trapped.is_some())
+        })
+    }
+
+    /// wasm32: the panic a trap ended the unfinished task with, taken out of
+    /// its entry (which then goes); else `None`, after noting `joiner` as
+    /// the waker to wake if a trap ends it later.
+    fn trapped(&self, joiner: Option<&Waker>) -> Option<Error> {
+        let raw = self.raw.as_ref()?;
+        let lp = crate::event_loop::loop_by_index(raw.metadata()[2])?;
+        let key = meta_key(raw.metadata());
+        let inner = &lp.inner;
+        let mut tasks = inner.tasks.try_borrow_mut().ok()?;
+        let e = tasks.get_mut(key)?;
+        if e.trapped.is_none() {
+            if let Some(w) = joiner {
+                if !e.joiner.as_ref().is_some_and(|j| j.will_wake(w)) {
+                    e.joiner = Some(w.clone());
+                }
+            }
+            return None;
+        }
+        joiner?;
+        let entry = tasks.remove(key);
+        drop(tasks);
+        if entry.cancel_requested {
+            inner.cancels.set(inner.cancels.get().saturating_sub(1));
+        }
+        if let Ok(mut c) = inner.task_contexts.try_borrow_mut() {
+            c.remove(&key);
+        }
+        if let Ok(mut d) = inner.debug_locations.try_borrow_mut() {
+            d.remove(&key);
+        }
+        entry.trapped
     }
 }
 

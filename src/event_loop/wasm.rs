@@ -134,6 +134,8 @@ pub(crate) struct HostLoop {
     saved: Cell<(Option<TaskContextId>, usize)>,
     /// The result of the latest manual turn.
     manual: Cell<Option<Result<usize, ErrorKind>>>,
+    /// The key of the task whose future is being polled now: a trap ends it.
+    pub(crate) stepping: Cell<Option<u32>>,
 }
 
 impl Default for HostLoop {
@@ -145,6 +147,7 @@ impl Default for HostLoop {
             dead: RefCell::new(None),
             saved: Cell::new((None, 0)),
             manual: Cell::new(None),
+            stepping: Cell::new(None),
         }
     }
 }
@@ -437,11 +440,15 @@ fn recover(lp: &EventLoop, sched: &Rc<Scheduler>, thrown: &JsValue) {
         ));
         return;
     }
+    let err = Error::new(ErrorKind::Panicked, panic);
+    // A task whose step the trap cut short ends with the panic: whoever
+    // awaits it (a task, a Promise) gets the error instead of waiting forever.
+    crate::task::abandon_trapped_step(inner, err.clone());
     // Keep the loop going before user code (the handler) runs again.
     reschedule(lp, sched, true);
     lp.call_exception_handler(
         &ExceptionContext::new("Exception in callback or task (a trap: the step was abandoned)")
-            .with_error(Error::new(ErrorKind::Panicked, panic)),
+            .with_error(err),
     );
 }
 
