@@ -1207,3 +1207,39 @@ fn server_options_reuse_port_and_backlog() {
 fn the_same_tests_pass_as_on_kernels_before_6_0() {
     util::rerun_as_on_kernels_before_6_0("the_same_tests_pass_as_on_kernels_before_6_0");
 }
+
+/// serve_forever on a server that cannot start (its loop closed meanwhile)
+/// reports why to the loop's exception handler and returns.
+#[test]
+fn serve_forever_reports_a_server_that_cannot_start() {
+    use aioloop::net::ServerOptions;
+    type Seen = Rc<RefCell<Vec<(String, Option<ErrorKind>)>>>;
+    let a = EventLoop::new().unwrap();
+    let seen: Seen = Rc::default();
+    let s = seen.clone();
+    a.set_exception_handler(move |_, ctx| {
+        let kind = ctx.error.as_ref().map(|e| e.kind());
+        s.borrow_mut().push((ctx.message.clone(), kind));
+    });
+    let opts = ServerOptions::new().start_serving(false);
+    let server = a
+        .run_until_complete(a.create_server_with(Echo::default, "127.0.0.1", 0, opts))
+        .unwrap()
+        .unwrap();
+    a.close().unwrap();
+    let b = EventLoop::new().unwrap();
+    b.run_until_complete(within("serve_forever", server.serve_forever()))
+        .unwrap();
+    {
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].0.contains("could not start"), "{seen:?}");
+        assert_eq!(seen[0].1, Some(ErrorKind::Closed));
+    }
+    assert!(!server.is_serving());
+    // Closed by the failed start: serve_forever now returns quietly.
+    b.run_until_complete(within("serve_forever", server.serve_forever()))
+        .unwrap();
+    assert_eq!(seen.borrow().len(), 1);
+    b.close().unwrap();
+}

@@ -1583,13 +1583,14 @@ impl Server {
     /// .unwrap();
     /// ```
     pub async fn serve_forever(&self) {
+        if self.shared.closed.get() {
+            return;
+        }
+        // (A failed start closes the server: report it, then return.)
         if let Err(e) = self.start_serving() {
-            if !self.shared.closed.get() {
-                self.shared.lp.call_exception_handler(
-                    &ExceptionContext::new("serve_forever() could not start the server")
-                        .with_error(e),
-                );
-            }
+            self.shared.lp.call_exception_handler(
+                &ExceptionContext::new("serve_forever() could not start the server").with_error(e),
+            );
             return;
         }
         poll_fn(|cx| {
