@@ -1223,7 +1223,6 @@ struct ServerShared {
     /// of a server that never started closes them.
     unstarted: RefCell<Vec<(sys::TcpListener, SocketAddr)>>,
     addrs: Vec<SocketAddr>,
-    serving: Cell<bool>,
     closed: Cell<bool>,
     location: &'static Location<'static>,
     active: Cell<usize>,
@@ -1234,6 +1233,11 @@ struct ServerShared {
 }
 
 impl ServerShared {
+    /// Accepting: started (no socket left unstarted) and not closed.
+    fn serving(&self) -> bool {
+        !self.closed.get() && self.unstarted.borrow().is_empty()
+    }
+
     fn wake(&self) {
         for w in self.waiters.borrow_mut().drain(..) {
             w.wake();
@@ -1293,7 +1297,7 @@ impl Listener {
     }
 
     fn on_event(self: &Rc<Self>) {
-        if self.retry.borrow().is_some() || !self.server.serving.get() {
+        if self.retry.borrow().is_some() || !self.server.serving() {
             return;
         }
         for _ in 0..ACCEPT_BUDGET {
@@ -1421,7 +1425,6 @@ impl Server {
         if self.shared.closed.replace(true) {
             return;
         }
-        self.shared.serving.set(false);
         self.shared.unstarted.borrow_mut().clear();
         for l in self.shared.listeners.borrow_mut().drain(..) {
             if let Some(l) = l.upgrade() {
@@ -1482,7 +1485,6 @@ impl Server {
                 return Err(e);
             }
         }
-        s.serving.set(true);
         s.wake();
         Ok(())
     }
@@ -1612,7 +1614,7 @@ impl Server {
     ///
     /// See [`Server`].
     pub fn is_serving(&self) -> bool {
-        self.shared.serving.get()
+        self.shared.serving()
     }
 
     /// The addresses the server listens on (one per resolved address of the
@@ -1835,7 +1837,6 @@ impl EventLoop {
                 listeners: RefCell::new(Vec::new()),
                 addrs: ios.iter().map(|(_, a)| *a).collect(),
                 unstarted: RefCell::new(ios),
-                serving: Cell::new(false),
                 closed: Cell::new(false),
                 location,
                 active: Cell::new(0),
